@@ -1,0 +1,69 @@
+"""Short, bounded locks: the lock_timeout ladder and the per-table advisory lock both faces take."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import psycopg
+from psycopg import Connection
+
+from .errors import LockBusy
+from .model import TableRef
+
+T = TypeVar("T")
+
+# pg_advisory_xact_lock(int4, int4): the first key is 'part' in ASCII, so partman's locks are easy to spot in
+# pg_locks (classid = 1885434484); the second is the first 32 bits of md5 of the quoted, qualified table name,
+# computed by the server so the Python tool and the migration's PL/pgSQL take the very same key.
+LOCK_CLASS = 0x70617274
+_ADVISORY = (
+    "SELECT pg_advisory_xact_lock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
+)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """lock_timeout of each attempt: first_ms, doubling up to max_ms, until budget_s of wall time is spent."""
+
+    first_ms: int = 100
+    max_ms: int = 5000
+    budget_s: float = 30.0
+
+    def next(self, step_ms: int) -> int:
+        return min(step_ms * 2, self.max_ms)
+
+    @staticmethod
+    def pause(step_ms: int) -> float:
+        """Back off between attempts, jittered so that competing runs do not retry in step."""
+        return min(step_ms, 1000) / 1000 * random.uniform(0.25, 0.5)
+
+
+def advisory_lock(conn: Connection, table: TableRef) -> None:
+    conn.execute(_ADVISORY, (LOCK_CLASS, table.schema, table.name))
+
+
+def with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[], T]) -> T:
+    """Run work in one transaction with a short lock_timeout; on a lock timeout roll back and retry, longer.
+
+    Never waits without a timeout: a DDL statement queued behind a long query queues every later writer
+    behind itself, so giving up and retrying is kinder to the application than waiting."""
+    deadline = time.monotonic() + ladder.budget_s
+    step, attempts = ladder.first_ms, 0
+    while True:
+        attempts += 1
+        try:
+            with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{step}ms",))
+                return work()
+        except psycopg.errors.LockNotAvailable:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockBusy(
+                    f"{what}: lock not obtained in {attempts} attempts within {ladder.budget_s:g}s"
+                    " (another transaction holds it); nothing changed, safe to retry"
+                ) from None
+            time.sleep(min(Ladder.pause(step), remaining))
+            step = max(1, min(ladder.next(step), int((deadline - time.monotonic()) * 1000)))

@@ -1,0 +1,49 @@
+"""Cosmetic partition names: readable, unique among the schema's relations, and at most 63 bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from .model import Bounds, TableRef
+from .timeline import Grid
+
+MAX_BYTES = 63
+
+
+def partition_name(parent: TableRef, grid: Grid, bounds: Bounds, taken: set[TableRef]) -> TableRef:
+    """A free name for a new partition of parent; adds it to taken.
+
+    Aligned slots get the interval's label (bookings_2027_01, bookings_2027_q1); bridges get both ends
+    (bookings_20271201_20280101). Nothing ever parses these back: partitions are known by their bounds."""
+    if grid.is_slot(bounds):
+        label = grid.interval.label(grid.floor(bounds.start))
+    else:
+        label = f"{_stamp(grid, bounds.start)}_{_stamp(grid, bounds.end)}"
+    base = fit(parent.name, "_" + label)
+    candidate, n = TableRef(parent.schema, base), 1
+    while candidate in taken:
+        n += 1
+        candidate = TableRef(parent.schema, fit(parent.name, f"_{label}_{n}"))
+    taken.add(candidate)
+    return candidate
+
+
+def fit(stem: str, suffix: str) -> str:
+    """stem + suffix, shortening the stem (with a hash of it, so distinct stems stay distinct) to fit 63 bytes."""
+    name = stem + suffix
+    if len(name.encode()) <= MAX_BYTES:
+        return name
+    digest = "_" + hashlib.sha1(stem.encode()).hexdigest()[:6]
+    room = MAX_BYTES - len(suffix.encode()) - len(digest)
+    cut = stem.encode()[:room].decode(errors="ignore")
+    return cut + digest + suffix
+
+
+def _stamp(grid: Grid, value) -> str:
+    if isinstance(value, datetime):
+        local = value.astimezone(grid.space.zone) if value.tzinfo else value
+        if local.time() != datetime.min.time():
+            return local.strftime("%Y%m%d_%H%M%S")
+        return local.strftime("%Y%m%d")
+    return value.strftime("%Y%m%d")

@@ -1,0 +1,142 @@
+"""The Plan value: actions, kept and unmanaged partitions per table, with a stable JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
+from typing import Any, Optional
+
+from .model import Bounds, KeyType, KeyValue, TableRef, iso
+
+FORMAT_VERSION = 1
+
+
+class ActionKind(str, Enum):
+    CREATE = "create"
+    DETACH = "detach"
+    DROP = "drop"
+
+
+class Reason(str, Enum):
+    PREMAKE = "premake"
+    RETENTION = "retention"
+    RETENTION_GRACE_ELAPSED = "retention_grace_elapsed"
+    INTERVAL_CHANGE = "interval_change"
+
+
+# The order in which apply runs a table's actions: free ranges before filling them.
+APPLY_ORDER = {ActionKind.DETACH: 0, ActionKind.DROP: 1, ActionKind.CREATE: 2}
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    partition: TableRef
+    bounds: Bounds
+    reason: Reason
+    rows_estimate: Optional[int] = None
+    oid: Optional[int] = None  # the relation a detach or drop is about, checked again under lock
+    attached: bool = True  # a drop of an attached partition detaches it first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.kind.value,
+            "partition": str(self.partition),
+            "from": iso(self.bounds.start),
+            "to": iso(self.bounds.end),
+            "reason": self.reason.value,
+            "rows_estimate": self.rows_estimate,
+        }
+
+
+@dataclass(frozen=True)
+class Note:
+    """A partition the plan leaves alone, with a code, the reason, and a hint."""
+
+    code: str
+    partition: TableRef
+    bounds: Bounds
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partition": str(self.partition),
+            "from": iso(self.bounds.start),
+            "to": iso(self.bounds.end),
+            "code": self.code,
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    table: TableRef
+    source: str
+    key_type: Optional[KeyType]
+    observed_fingerprint: str
+    spec_fingerprint: str
+    create_parent: bool = False
+    actions: tuple[Action, ...] = ()
+    kept: tuple[Note, ...] = ()
+    unmanaged: tuple[Note, ...] = ()
+    warnings: tuple[Note, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return self.create_parent or bool(self.actions)
+
+    def count(self, kind: ActionKind) -> int:
+        return sum(1 for a in self.actions if a.kind is kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": str(self.table),
+            "source": self.source,
+            "key_type": self.key_type.value if self.key_type else None,
+            "create_parent": self.create_parent,
+            "actions": [a.to_dict() for a in self.actions],
+            "kept": [n.to_dict() for n in self.kept],
+            "unmanaged": [n.to_dict() for n in self.unmanaged],
+            "warnings": [n.to_dict() for n in self.warnings],
+            "errors": list(self.errors),
+            "observed_fingerprint": self.observed_fingerprint,
+            "spec_fingerprint": self.spec_fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    env: str
+    now: datetime
+    tables: tuple[TablePlan, ...] = field(default_factory=tuple)
+
+    @property
+    def changes(self) -> bool:
+        return any(t.changes for t in self.tables)
+
+    @property
+    def errors(self) -> bool:
+        return any(t.errors for t in self.tables)
+
+    def summary(self) -> dict[str, int]:
+        return {kind.value: sum(t.count(kind) for t in self.tables) for kind in ActionKind}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "env": self.env,
+            "now": iso(self.now),
+            "tables": [t.to_dict() for t in self.tables],
+            "summary": self.summary(),
+        }
+
+
+def parse_key(text: Optional[str], key_type: Optional[KeyType]) -> Optional[KeyValue]:
+    """The inverse of model.iso for one key type."""
+    if text is None:
+        return None
+    if key_type is KeyType.DATE:
+        return date.fromisoformat(text)
+    return datetime.fromisoformat(text)

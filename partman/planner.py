@@ -1,0 +1,286 @@
+"""The planner: a pure function of (specs, snapshot, now) returning a Plan. No I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Optional
+
+from .model import Bounds, KeyType, KeyValue, TableRef
+from .naming import partition_name
+from .plan import Action, ActionKind, Note, Plan, Reason, TablePlan
+from .snapshot import LogEntry, Partition, Snapshot, TableState
+from .spec import TableSpec
+from .timeline import Grid, KeySpace, retention_cutoff, window
+
+KEPT_WITH_ROWS = "PM101"
+UNMANAGED = "PM201"
+UNMANAGED_EXPIRED = "PM202"
+DETACHED_MISSING = "PM203"
+DEFAULT_ROWS = "PM204"
+UNREADABLE_BOUND = "PM205"
+MAX_PARTITIONS_PER_PLAN = 5000
+
+
+def plan(specs: Iterable[TableSpec], snapshot: Snapshot, *, now: datetime, env: str) -> Plan:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    taken = set(snapshot.taken_names)
+    tables = tuple(
+        plan_table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), snapshot.has_rows, now, taken)
+        for spec in sorted(specs, key=lambda s: s.table)
+    )
+    return Plan(env=env, now=now, tables=tables)
+
+
+def presence_needed(spec: TableSpec, state: TableState, now: datetime) -> list[Partition]:
+    """The partitions whose row presence (EXISTS) the plan depends on: managed future partitions that do
+    not fit the grid (an interval change may drop them) and the default partition."""
+    layout = _layout(spec, state)
+    if layout is None:
+        return []
+    grid, _ = layout
+    now_key = grid.space.key_of(now)
+    managed = _managed_ranges(state, grid.space)
+    needed = [p for p in state.partitions if _replaceable(p, grid, now_key, managed)]
+    if state.default is not None:
+        needed.append(state.default)
+    return needed
+
+
+def _layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional[KeyType]]]:
+    key_type = state.key_type if state.oid is not None else spec.declared_key_type
+    if key_type is None:
+        return None
+    return Grid(spec.interval, KeySpace(key_type, spec.timezone)), key_type
+
+
+def _managed_ranges(state: TableState, space: KeySpace) -> set[tuple[datetime, datetime]]:
+    return {(e.start, e.end) for e in state.log}
+
+
+def _log_key(p: Partition, space: KeySpace) -> Optional[tuple[datetime, datetime]]:
+    if p.bounds.start is None or p.bounds.end is None:
+        return None
+    return space.to_log(p.bounds.start), space.to_log(p.bounds.end)
+
+
+def _replaceable(p: Partition, grid: Grid, now_key: KeyValue, managed: set) -> bool:
+    """A future partition partman made that does not fit the grid: an interval change may replace it."""
+    return (
+        _log_key(p, grid.space) in managed
+        and p.bounds.start is not None
+        and p.bounds.start > now_key
+        and not grid.is_slot(p.bounds)
+    )
+
+
+@dataclass
+class _Table:
+    """Working state while planning one table."""
+
+    spec: TableSpec
+    state: TableState
+    grid: Grid
+    actions: list
+    kept: list
+    unmanaged: list
+    warnings: list
+
+
+def plan_table(
+    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef]
+) -> TablePlan:
+    base = dict(
+        table=spec.table,
+        source=spec.source,
+        observed_fingerprint=state.fingerprint(),
+        spec_fingerprint=spec.fingerprint(),
+    )
+    errors = _check_parent(spec, state)
+    layout = None if errors else _layout(spec, state)
+    if layout is None:
+        return TablePlan(key_type=None, errors=tuple(errors), **base)
+    grid, key_type = layout
+    space = grid.space
+    now_key = space.key_of(now)
+    cutoff = retention_cutoff(space, now, spec.retention)
+    managed = _managed_ranges(state, space)
+    t = _Table(spec, state, grid, [], [], [], [])
+
+    obstacles: list[Bounds] = []
+    replaceable: list[Partition] = []
+    for p in state.partitions:
+        is_managed = _log_key(p, space) in managed
+        expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
+        if expired and is_managed:
+            _retire(t, p, now)
+        elif not is_managed:
+            code, why = (
+                (UNMANAGED_EXPIRED, "expired by retention but not in partition_log; left alone")
+                if expired
+                else (UNMANAGED, "not in partition_log; left alone")
+            )
+            t.unmanaged.append(Note(code, p.ref, p.bounds, why))
+        if _replaceable(p, grid, now_key, managed) and not expired:
+            if has_rows.get(p.oid, True):
+                t.kept.append(
+                    Note(KEPT_WITH_ROWS, p.ref, p.bounds, "holds rows; kept (future-data check), the new layout fills around it")
+                )
+            else:
+                replaceable.append(p)
+                continue
+        # Expired partitions stay obstacles too: their range is spoken for and must not be filled again.
+        obstacles.append(p.bounds)
+
+    for name, expr in state.unparsed:
+        t.warnings.append(
+            Note(UNREADABLE_BOUND, TableRef(spec.table.schema, name), Bounds(None, None), f"bound {expr!r} not understood; left alone")
+        )
+        obstacles.append(Bounds(None, None))  # cannot tell where it lies: make no partition anywhere
+    _retire_detached(t, now)
+
+    wanted = [
+        piece
+        for gap in _gaps(window(grid, now, spec.premake), obstacles)
+        for piece in grid.pieces(gap)
+        if cutoff is None or piece.end > cutoff
+    ]
+    wanted_set = set(wanted)
+    kept_bounds = set()
+    for p in replaceable:
+        if p.bounds in wanted_set:
+            kept_bounds.add(p.bounds)
+        else:
+            t.actions.append(
+                Action(ActionKind.DROP, p.ref, p.bounds, Reason.INTERVAL_CHANGE, rows_estimate=0, oid=p.oid)
+            )
+    creates = [b for b in wanted if b not in kept_bounds]
+    if len(creates) > MAX_PARTITIONS_PER_PLAN:
+        return TablePlan(
+            key_type=key_type,
+            errors=(f"{spec.table}: the plan would create {len(creates)} partitions (more than {MAX_PARTITIONS_PER_PLAN}); check interval and premake",),
+            **base,
+        )
+    for b in creates:
+        t.actions.append(Action(ActionKind.CREATE, partition_name(spec.table, grid, b, taken), b, Reason.PREMAKE))
+
+    if state.default is not None and has_rows.get(state.default.oid, False) and creates:
+        t.warnings.append(
+            Note(
+                DEFAULT_ROWS,
+                state.default.ref,
+                Bounds(None, None),
+                "default partition holds rows; creating a partition over their range fails until they are moved",
+            )
+        )
+
+    return TablePlan(
+        key_type=key_type,
+        create_parent=state.oid is None,
+        actions=tuple(sorted(t.actions, key=_action_order)),
+        kept=tuple(sorted(t.kept, key=_note_order)),
+        unmanaged=tuple(sorted(t.unmanaged, key=_note_order)),
+        warnings=tuple(sorted(t.warnings, key=_note_order)),
+        **base,
+    )
+
+
+def _check_parent(spec: TableSpec, state: TableState) -> list[str]:
+    if state.oid is None:
+        if not spec.columns:
+            return [f"{spec.table} does not exist and its spec ({spec.source}) declares no columns to create it from"]
+        return []
+    if state.strategy != "range":
+        what = f"partitioned by {state.strategy}" if state.strategy else "not partitioned"
+        return [f"{spec.table} is {what}; partman manages tables partitioned by range"]
+    if state.key_columns != (spec.partition_key,):
+        return [
+            f"{spec.table} is partitioned by ({', '.join(state.key_columns)}), but its spec says ({spec.partition_key})"
+        ]
+    if state.key_type is None:
+        return [
+            f"{spec.table}: partition key {spec.partition_key} has type {state.key_type_name};"
+            " partman manages timestamptz, timestamp and date keys"
+        ]
+    return []
+
+
+def _retire(t: _Table, p: Partition, now: datetime) -> None:
+    """Retention detaches; the drop waits for the grace period (and follows at once when it is zero)."""
+    t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, rows_estimate=p.rows_estimate, oid=p.oid))
+    if t.spec.retention_grace.amount == 0:
+        t.actions.append(
+            Action(
+                ActionKind.DROP,
+                p.ref,
+                p.bounds,
+                Reason.RETENTION_GRACE_ELAPSED,
+                rows_estimate=p.rows_estimate,
+                oid=p.oid,
+                attached=False,
+            )
+        )
+
+
+def _retire_detached(t: _Table, now: datetime) -> None:
+    space = t.grid.space
+    attached = {_log_key(p, space) for p in t.state.partitions}
+    for entry in t.state.log:
+        if entry.detached_at is None or (entry.start, entry.end) in attached:
+            continue  # still attached: re-attaching a detached partition is how a retention mistake is undone
+        bounds = Bounds(_from_log(entry.start, space), _from_log(entry.end, space))
+        if entry.relid is None or entry.is_partition:
+            t.warnings.append(
+                Note(DETACHED_MISSING, entry.partition, bounds, "detached by retention but no longer a standalone table; left alone")
+            )
+            continue
+        due = t.spec.retention_grace.add(space.local_moment(entry.detached_at))
+        if due <= space.local_moment(now):
+            t.actions.append(
+                Action(
+                    ActionKind.DROP,
+                    entry.partition,
+                    bounds,
+                    Reason.RETENTION_GRACE_ELAPSED,
+                    rows_estimate=entry.rows_estimate,
+                    oid=entry.relid,
+                    attached=False,
+                )
+            )
+
+
+def _from_log(value: datetime, space: KeySpace) -> KeyValue:
+    """The inverse of KeySpace.to_log."""
+    if space.key_type is KeyType.DATE:
+        return value.date()
+    if space.key_type is KeyType.TIMESTAMP:
+        return value.replace(tzinfo=None)
+    return value
+
+
+def _gaps(window: Bounds, obstacles: list[Bounds]) -> list[Bounds]:
+    """The parts of a bounded window that no obstacle covers."""
+    gaps = []
+    cursor = window.start
+    for ob in sorted(obstacles, key=lambda b: (b.start is not None, b.start)):
+        if ob.end is not None and ob.end <= cursor:
+            continue
+        if ob.start is not None and ob.start >= window.end:
+            break
+        if ob.start is not None and ob.start > cursor:
+            gaps.append(Bounds(cursor, ob.start))
+        if ob.end is None:
+            return gaps
+        cursor = max(cursor, ob.end)
+    if cursor < window.end:
+        gaps.append(Bounds(cursor, window.end))
+    return gaps
+
+
+def _action_order(a: Action) -> tuple:
+    return (a.bounds.start is not None, a.bounds.start, a.kind.value)
+
+
+def _note_order(n: Note) -> tuple:
+    return (n.bounds.start is not None, n.bounds.start, str(n.partition))

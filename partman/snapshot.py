@@ -1,0 +1,107 @@
+"""The observed database state as inert values: what catalog.py reads and what the planner is handed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+from .model import Bounds, KeyType, TableRef, iso
+
+
+@dataclass(frozen=True)
+class Partition:
+    """An attached partition, known by its bounds (read from pg_get_expr(relpartbound)); the name is cosmetic."""
+
+    oid: int
+    ref: TableRef
+    bounds: Bounds
+    rows_estimate: Optional[int] = None  # pg_class.reltuples; None when never analyzed
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """A live partition_log row (dropped_at IS NULL) of a managed table, in log space (timestamptz, UTC)."""
+
+    partition: TableRef
+    start: datetime
+    end: datetime
+    created_at: datetime
+    detached_at: Optional[datetime] = None
+    relid: Optional[int] = None  # OID of the relation now carrying that name, if any
+    is_partition: bool = False  # that relation is attached to some parent
+    rows_estimate: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class TableState:
+    """One parent as the catalog shows it; oid None means the table does not exist."""
+
+    ref: TableRef
+    oid: Optional[int] = None
+    strategy: Optional[str] = None  # 'range' | 'list' | 'hash' | None (a plain table)
+    key_columns: tuple[str, ...] = ()
+    key_type_name: Optional[str] = None  # format_type() of the single key column
+    partitions: tuple[Partition, ...] = ()
+    default: Optional[Partition] = None
+    unparsed: tuple[tuple[str, str], ...] = ()  # (partition name, bound expression) partman cannot read
+    log: tuple[LogEntry, ...] = ()
+
+    @property
+    def key_type(self) -> Optional[KeyType]:
+        return KeyType.from_catalog(self.key_type_name) if self.key_type_name else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": str(self.ref),
+            "oid": self.oid,
+            "strategy": self.strategy,
+            "key_columns": list(self.key_columns),
+            "key_type": self.key_type_name,
+            "partitions": [_partition_dict(p) for p in self.partitions],
+            "default": _partition_dict(self.default) if self.default else None,
+            "unparsed": [list(u) for u in self.unparsed],
+            "log": [
+                {
+                    "partition": str(e.partition),
+                    "start": iso(e.start),
+                    "end": iso(e.end),
+                    "created_at": iso(e.created_at),
+                    "detached_at": iso(e.detached_at),
+                    "relid": e.relid,
+                    "is_partition": e.is_partition,
+                }
+                for e in self.log
+            ],
+        }
+
+    def fingerprint(self) -> str:
+        """Identity of the structure a plan was computed from: OIDs, bounds and log rows, not row counts.
+
+        Row presence is left out on purpose: rows that appear in a partition planned for drop are the
+        future-data check's business (exit 3), not a stale plan."""
+        data = self.to_dict()
+        for p in data["partitions"] + ([data["default"]] if data["default"] else []):
+            p.pop("rows_estimate")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _partition_dict(p: Partition) -> dict[str, Any]:
+    return {
+        "oid": p.oid,
+        "name": str(p.ref),
+        "from": iso(p.bounds.start),
+        "to": iso(p.bounds.end),
+        "rows_estimate": p.rows_estimate,
+    }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the planner needs from one database, read in a fixed number of queries."""
+
+    tables: dict[TableRef, TableState]
+    taken_names: frozenset[TableRef] = frozenset()  # relations in the managed tables' schemas
+    has_rows: dict[int, bool] = field(default_factory=dict)  # OID -> EXISTS, for the partitions that need it

@@ -1,0 +1,126 @@
+"""The only module that knows calendars and time zones: key values ↔ local dates, windows, cutoffs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from functools import cached_property
+from typing import Iterator, Optional
+from zoneinfo import ZoneInfo
+
+from .intervals import Interval, Span
+from .model import Bounds, KeyType, KeyValue
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """How a table's key values map onto local calendar dates in the spec's time zone."""
+
+    key_type: KeyType
+    tz: str = "UTC"
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    def at_midnight(self, d: date) -> KeyValue:
+        """The key value where local date d begins.
+
+        A midnight that a DST change skips maps (fold=0) to the instant of the change, so boundaries stay
+        strictly increasing in every zone."""
+        if self.key_type is KeyType.DATE:
+            return d
+        if self.key_type is KeyType.TIMESTAMP:
+            return datetime.combine(d, time())
+        local = datetime.combine(d, time(), tzinfo=self.zone)
+        return local.astimezone(timezone.utc)
+
+    def local_date(self, value: KeyValue) -> date:
+        """The local date that a key value falls on."""
+        if isinstance(value, datetime):
+            if value.tzinfo is not None:
+                return value.astimezone(self.zone).date()
+            return value.date()
+        return value
+
+    def local_moment(self, now: datetime) -> datetime:
+        """An aware instant as a naive local wall-clock moment, for calendar arithmetic."""
+        return now.astimezone(self.zone).replace(tzinfo=None)
+
+    def from_local_moment(self, moment: datetime) -> KeyValue:
+        """A naive local wall-clock moment as a key value (dates keep only their day)."""
+        if self.key_type is KeyType.DATE:
+            return moment.date()
+        if self.key_type is KeyType.TIMESTAMP:
+            return moment
+        return moment.replace(tzinfo=self.zone).astimezone(timezone.utc)
+
+    def key_of(self, now: datetime) -> KeyValue:
+        return self.from_local_moment(self.local_moment(now))
+
+    def to_log(self, value: KeyValue) -> datetime:
+        """The timestamptz that partition_log stores for a bound: dates and timestamps read as UTC.
+
+        The map is order-preserving and injective per key type, and the SQL face computes the same
+        (`(v::timestamp) AT TIME ZONE 'UTC'`), so both faces match log rows to partitions by bounds."""
+        if isinstance(value, datetime):
+            return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return datetime.combine(value, time(), tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Partition boundaries of one interval in one key space."""
+
+    interval: Interval
+    space: KeySpace
+
+    def floor(self, value: KeyValue) -> date:
+        """The boundary date of the slot holding a key value."""
+        return self.interval.floor(self.space.local_date(value))
+
+    def slot(self, boundary: date) -> Bounds:
+        return Bounds(self.space.at_midnight(boundary), self.space.at_midnight(self.interval.next(boundary)))
+
+    def is_slot(self, bounds: Bounds) -> bool:
+        """True when bounds are exactly one aligned slot of this grid."""
+        if bounds.start is None or bounds.end is None:
+            return False
+        return self.slot(self.floor(bounds.start)) == bounds
+
+    def pieces(self, gap: Bounds) -> Iterator[Bounds]:
+        """Cut a bounded gap at the grid's boundaries: aligned slots, with shorter bridges at the edges."""
+        assert gap.start is not None and gap.end is not None
+        boundary = self.floor(gap.start)
+        while True:
+            slot = self.slot(boundary)
+            assert slot.start is not None and slot.end is not None
+            if slot.start >= gap.end:
+                return
+            yield Bounds(max(slot.start, gap.start), min(slot.end, gap.end))
+            boundary = self.interval.next(boundary)
+
+
+def window(grid: Grid, now: datetime, premake: Optional[Span]) -> Bounds:
+    """[start of the slot containing now, first boundary at or after the premake horizon).
+
+    Without a premake the horizon is the end of next calendar year, the original requirement's rule.
+    The window always holds at least the current slot."""
+    local_now = grid.space.local_moment(now)
+    first = grid.interval.floor(local_now.date())
+    if premake is None:
+        horizon = datetime(local_now.year + 2, 1, 1)
+    else:
+        horizon = premake.add(local_now)
+    last = grid.interval.ceil(horizon.date())
+    if horizon.time() != time() and last == horizon.date():
+        last = grid.interval.next(last)
+    last = max(last, grid.interval.next(first))
+    return Bounds(grid.space.at_midnight(first), grid.space.at_midnight(last))
+
+
+def retention_cutoff(space: KeySpace, now: datetime, retention: Optional[Span]) -> Optional[KeyValue]:
+    """Partitions whose upper bound is at or before this key value have expired."""
+    if retention is None:
+        return None
+    return space.from_local_moment(retention.add(space.local_moment(now), sign=-1))
