@@ -62,9 +62,8 @@ def apply_plan(
 ) -> list[Outcome]:
     """Apply every table's part of the plan; one table's failure does not stop the others.
 
-    Under the table's lock the catalog is read again and the table re-planned. With exact=True (a saved,
-    reviewed plan) any difference refuses the table as stale. Otherwise the fresh plan is applied if it does
-    no more than the plan shown: a concurrent apply that already did the work leaves nothing to do."""
+    Under the table's lock the catalog is read again (see _under_lock): a concurrent apply that already did
+    the work leaves nothing to do, and a row that appeared in a partition planned for drop blocks the table."""
     by_table = {s.table: s for s in specs}
     with_retries(conn, ladder, "creating partman's state tables", lambda: _ensure_state(conn, ctx.schema))
     outcomes = []
@@ -92,10 +91,9 @@ def _apply_table(
     def work() -> TablePlan:
         advisory_lock(conn, spec.table)
         snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
-        fresh = planner.plan_table(spec, snap.tables[spec.table], snap.has_rows, plan.now, set(snap.taken_names))
-        _check_fresh(shown, fresh, exact)
-        _execute(conn, fresh, spec, ctx)
-        return fresh
+        todo = _under_lock(shown, spec, snap, plan, exact)
+        _execute(conn, todo, spec, ctx)
+        return todo
 
     try:
         done = with_retries(conn, ladder, str(spec.table), work)
@@ -118,16 +116,24 @@ def _signature(a: Action) -> tuple:
     return (a.kind, a.bounds, a.reason)
 
 
-def _check_fresh(shown: TablePlan, fresh: TablePlan, exact: bool) -> None:
+def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool) -> TablePlan:
+    """What to execute, decided on the catalog as it is under the lock.
+
+    Unchanged structure: exactly the plan shown (rows that appeared since are the future-data check's
+    business, right before each drop). Changed structure: a saved plan is stale; an ad-hoc one is re-planned
+    and applied only if it does no more than what was shown."""
+    state = snap.tables[spec.table]
+    if state.fingerprint() == shown.observed_fingerprint:
+        return shown
+    if exact:
+        raise StalePlan(f"{shown.table} changed since the plan was made; run plan again")
+    fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names))
     if fresh.errors:
         raise PartmanError("; ".join(fresh.errors))
-    if exact:
-        if fresh.observed_fingerprint != shown.observed_fingerprint:
-            raise StalePlan(f"{shown.table} changed since the plan was made; run plan again")
-        return
     extra = set(map(_signature, fresh.actions)) - set(map(_signature, shown.actions))
     if extra or (fresh.create_parent and not shown.create_parent):
         raise StalePlan(f"{shown.table} changed since the plan was shown ({len(extra)} new actions); run plan again")
+    return fresh
 
 
 def _execute(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context) -> None:

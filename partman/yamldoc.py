@@ -85,7 +85,7 @@ def schema_errors(doc: Document, validator: Any, known_keys: dict[JsonPath, Iter
             allowed = set(error.schema.get("properties", {}))
             allowed |= set(_referenced_properties(error.schema, validator.schema))
             for key in sorted(set(error.instance) - allowed):
-                found.append((doc.line(at + (key,)), at + (key,), f"unknown key '{key}'"))
+                found.append((doc.line(at + (key,)), at, f"unknown key '{key}'"))
             continue
         found.append((doc.line(at), at, _message(error)))
     found.sort(key=lambda item: (item[0], [str(p) for p in item[1]]))

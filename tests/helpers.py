@@ -1,0 +1,105 @@
+"""Builders shared by the tests: specs as values or files, snapshots as values."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from partman.intervals import Interval, Span
+from partman.model import Bounds, KeyType, TableRef
+from partman.snapshot import LogEntry, Partition, Snapshot, TableState
+from partman.spec import Column, TableSpec
+from partman.timeline import KeySpace
+
+UTC = timezone.utc
+BOOKINGS = TableRef("public", "bookings")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def spec(
+    interval: str = "monthly",
+    *,
+    table: TableRef = BOOKINGS,
+    premake: Optional[str] = "3 months",
+    retention: Optional[str] = None,
+    grace: str = "7 days",
+    tz: str = "UTC",
+    key_type: str = "timestamptz",
+) -> TableSpec:
+    return TableSpec(
+        table=table,
+        partition_key="start_time",
+        interval=Interval(interval),
+        premake=Span.parse(premake) if premake else None,
+        retention=Span.parse(retention) if retention else None,
+        retention_grace=Span.parse(grace),
+        timezone=tz,
+        columns=(Column("id", "bigint", True), Column("start_time", key_type, True)),
+        primary_key=("id", "start_time"),
+        env="test",
+        source="specs/bookings.yaml:1",
+    )
+
+
+class Layout:
+    """A table's partitions built up by hand for planner tests; oids are assigned in order."""
+
+    def __init__(self, table: TableRef = BOOKINGS, key_type: KeyType = KeyType.TIMESTAMPTZ, tz: str = "UTC"):
+        self.table, self.key_type, self.space = table, key_type, KeySpace(key_type, tz)
+        self.partitions: list[Partition] = []
+        self.log: list[LogEntry] = []
+        self.rows: dict[int, bool] = {}
+
+    def add(self, start, end, *, managed: bool = True, rows: bool = False, name: Optional[str] = None) -> Partition:
+        oid = 1000 + len(self.partitions)
+        p = Partition(oid, TableRef(self.table.schema, name or f"{self.table.name}_p{oid}"), Bounds(start, end), 0)
+        self.partitions.append(p)
+        self.rows[oid] = rows
+        if managed:
+            self.log.append(LogEntry(p.ref, self.space.to_log(start), self.space.to_log(end), utc(2020, 1, 1)))
+        return p
+
+    def state(self) -> TableState:
+        return TableState(
+            self.table,
+            oid=1,
+            strategy="range",
+            key_columns=("start_time",),
+            key_type_name=self.key_type.value,
+            partitions=tuple(sorted(self.partitions, key=lambda p: p.bounds.start)),
+            log=tuple(self.log),
+        )
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(tables={self.table: self.state()}, has_rows=dict(self.rows))
+
+
+def write_spec(directory: Path, data: dict[str, Any], name: str = "bookings.yaml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def spec_data(table: str = "public.bookings", **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "table": table,
+        "partition_key": "start_time",
+        "interval": "monthly",
+        "premake": "3 months",
+        "columns": [
+            {"name": "id", "type": "bigint", "identity": "always"},
+            {"name": "start_time", "type": "timestamptz", "not_null": True},
+            {"name": "note", "type": "text"},
+        ],
+        "primary_key": ["id", "start_time"],
+        "environments": {"test": {}},
+    }
+    data.update(overrides)
+    return data

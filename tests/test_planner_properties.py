@@ -1,0 +1,168 @@
+"""Properties of the planner over random layouts, rows, intervals, time zones and instants (no database).
+
+A tiny model of apply (detach, drop, create on the snapshot value) lets the properties speak about the
+state after the plan, and about the plan after that."""
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import BOOKINGS, Layout, spec, utc
+
+from partman.intervals import Interval
+from partman.model import Bounds, KeyType
+from partman.plan import ActionKind, Plan, Reason
+from partman.planner import plan
+from partman.snapshot import LogEntry, Partition, Snapshot
+from partman.timeline import Grid, KeySpace, retention_cutoff, window
+
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "America/Havana", "Pacific/Chatham"]
+KEY_TYPES = {"timestamptz": KeyType.TIMESTAMPTZ, "timestamp": KeyType.TIMESTAMP, "date": KeyType.DATE}
+SPAN = {Interval.DAILY: 40, Interval.WEEKLY: 200, Interval.MONTHLY: 500, Interval.QUARTERLY: 800, Interval.YEARLY: 1500}
+
+
+@st.composite
+def scenarios(draw):
+    key = draw(st.sampled_from(sorted(KEY_TYPES)))
+    tz = draw(st.sampled_from(ZONES))
+    now = utc(2026, 1, 1) + timedelta(minutes=draw(st.integers(0, 3 * 365 * 24 * 60)))
+    old = draw(st.sampled_from(list(Interval)))
+    new = draw(st.sampled_from(list(Interval)))
+    premakes = ["0 days", "10 days", "2 months"] if new is Interval.DAILY else ["0 days", "10 days", "3 months", "1 year", None]
+    s = spec(
+        new.value,
+        premake=draw(st.sampled_from(premakes)),
+        retention=draw(st.sampled_from([None, "20 days", "3 months", "1 year"])),
+        grace=draw(st.sampled_from(["0 days", "7 days"])),
+        tz=tz,
+        key_type=key,
+    )
+    layout = Layout(key_type=KEY_TYPES[key], tz=tz)
+    grid = Grid(old, layout.space)
+    local_now = layout.space.local_moment(now).date()
+    boundary = old.floor(local_now - timedelta(days=SPAN[old]))
+    stop = local_now + timedelta(days=SPAN[old])
+    while boundary < stop:
+        nxt = old.next(boundary)
+        if draw(st.integers(0, 9)) < 8:  # some slots missing
+            cuts = [boundary, nxt]
+            span_days = (nxt - boundary).days
+            if span_days > 1 and draw(st.integers(0, 9)) == 0:  # an earlier bridge
+                cuts.insert(1, boundary + timedelta(days=draw(st.integers(1, span_days - 1))))
+            for a, b in zip(cuts, cuts[1:]):
+                layout.add(
+                    layout.space.at_midnight(a),
+                    layout.space.at_midnight(b),
+                    rows=draw(st.integers(0, 9)) < 3,
+                    managed=draw(st.integers(0, 19)) > 0,
+                )
+        boundary = nxt
+    assert grid  # the old layout's grid is only used to build it
+    return s, layout, now
+
+
+def simulate(snapshot: Snapshot, p: Plan) -> Snapshot:
+    """What apply leaves behind, on the snapshot value: the model the properties are checked against."""
+    (tp,) = p.tables
+    state = snapshot.tables[BOOKINGS]
+    space = KeySpace(tp.key_type, "UTC")
+    parts = {x.ref: x for x in state.partitions}
+    log = {(e.start, e.end): e for e in state.log}
+    has_rows = dict(snapshot.has_rows)
+    taken = set(snapshot.taken_names)
+    next_oid = 10_000 + max([0] + list(has_rows))
+    for a in tp.actions:
+        key = (space.to_log(a.bounds.start), space.to_log(a.bounds.end))
+        if a.kind is ActionKind.DETACH:
+            parts.pop(a.partition)
+            log[key] = replace(log[key], detached_at=p.now, relid=a.oid, is_partition=False)
+        elif a.kind is ActionKind.DROP:
+            parts.pop(a.partition, None)
+            log.pop(key)
+            taken.discard(a.partition)
+        else:
+            next_oid += 1
+            parts[a.partition] = Partition(next_oid, a.partition, a.bounds, 0)
+            log[key] = LogEntry(a.partition, key[0], key[1], p.now)
+            has_rows[next_oid] = False
+            taken.add(a.partition)
+    new_state = replace(
+        state,
+        partitions=tuple(sorted(parts.values(), key=lambda x: x.bounds.start)),
+        log=tuple(sorted(log.values(), key=lambda e: e.start)),
+    )
+    return Snapshot(tables={BOOKINGS: new_state}, taken_names=frozenset(taken), has_rows=has_rows)
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(scenarios())
+def test_after_apply_no_two_partitions_overlap(case):
+    s, layout, now = case
+    after = simulate(layout.snapshot(), plan([s], layout.snapshot(), now=now, env="t"))
+    bounds = sorted(x.bounds for x in after.tables[BOOKINGS].partitions)
+    assert all(a.end <= b.start for a, b in zip(bounds, bounds[1:]))
+
+
+@PROPERTY
+@given(scenarios())
+def test_after_apply_the_window_has_no_gap(case):
+    s, layout, now = case
+    after = simulate(layout.snapshot(), plan([s], layout.snapshot(), now=now, env="t"))
+    space = layout.space
+    w = window(Grid(s.interval, space), now, s.premake)
+    cutoff = retention_cutoff(space, now, s.retention)
+    cursor = w.start if cutoff is None else max(w.start, cutoff)
+    for b in sorted(x.bounds for x in after.tables[BOOKINGS].partitions):
+        if cursor >= w.end:
+            break
+        if b.end <= cursor:
+            continue
+        assert b.start <= cursor, f"gap [{cursor}, {b.start})"
+        cursor = b.end
+    assert cursor >= w.end, f"gap [{cursor}, {w.end})"
+
+
+@PROPERTY
+@given(scenarios())
+def test_no_populated_partition_is_dropped_except_by_retention(case):
+    s, layout, now = case
+    snap = layout.snapshot()
+    p = plan([s], snap, now=now, env="t")
+    oid_of = {x.ref: x.oid for x in snap.tables[BOOKINGS].partitions}
+    now_key = layout.space.key_of(now)
+    cutoff = retention_cutoff(layout.space, now, s.retention)
+    for a in p.tables[0].actions:
+        if a.kind is ActionKind.DROP and a.reason is Reason.INTERVAL_CHANGE:
+            assert not snap.has_rows[oid_of[a.partition]]
+            assert a.bounds.start > now_key, "an interval change touched a past or current partition"
+        if a.kind is ActionKind.DETACH:
+            assert a.reason is Reason.RETENTION and a.bounds.end <= cutoff
+        if a.kind in (ActionKind.DROP, ActionKind.DETACH):
+            assert any(e.start == layout.space.to_log(a.bounds.start) for e in snap.tables[BOOKINGS].log), "dropped an unmanaged partition"
+
+
+@PROPERTY
+@given(scenarios())
+def test_the_plan_after_apply_is_empty(case):
+    s, layout, now = case
+    snap = layout.snapshot()
+    after = simulate(snap, plan([s], snap, now=now, env="t"))
+    again = plan([s], after, now=now, env="t")
+    assert not again.changes, again.tables[0].actions
+
+
+@PROPERTY
+@given(scenarios())
+def test_every_generated_name_fits_and_is_unique(case):
+    s, layout, now = case
+    p = plan([s], layout.snapshot(), now=now, env="t")
+    names = [a.partition for a in p.tables[0].actions if a.kind is ActionKind.CREATE]
+    existing = {x.ref for x in layout.partitions}
+    assert len(set(names)) == len(names)
+    assert not set(names) & existing
+    assert all(len(n.name.encode()) <= 63 for n in names)
