@@ -1,0 +1,105 @@
+"""Reading the catalog: bounds parsed from pg_get_expr(relpartbound), and a fixed number of queries."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import psycopg
+import pytest
+
+from helpers import spec
+
+from partman import catalog
+from partman.model import Bounds, KeyType, TableRef
+
+NOW = datetime(2027, 2, 15, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "expr, key_type, bounds",
+    [
+        ("FOR VALUES FROM ('2027-01-01 00:00:00+00') TO ('2027-02-01 00:00:00+00')", KeyType.TIMESTAMPTZ,
+         Bounds(datetime(2027, 1, 1, tzinfo=timezone.utc), datetime(2027, 2, 1, tzinfo=timezone.utc))),
+        ("FOR VALUES FROM ('2027-01-01 06:30:00.5+00') TO (MAXVALUE)", KeyType.TIMESTAMPTZ,
+         Bounds(datetime(2027, 1, 1, 6, 30, 0, 500000, tzinfo=timezone.utc), None)),
+        ("FOR VALUES FROM (MINVALUE) TO ('2027-01-01')", KeyType.DATE, Bounds(None, date(2027, 1, 1))),
+        ("FOR VALUES FROM ('2027-01-01 00:00:00') TO ('infinity')", KeyType.TIMESTAMP, Bounds(datetime(2027, 1, 1), None)),
+    ],
+)
+def test_bounds_are_parsed_from_the_bound_expression(expr, key_type, bounds):
+    assert catalog.parse_bound(expr, key_type) == bounds
+
+
+@pytest.mark.parametrize("expr", ["DEFAULT", "FOR VALUES IN ('a')", "FOR VALUES FROM ('2027-01-01 BC') TO ('2027-02-01')"])
+def test_bounds_partman_cannot_read_are_reported_not_guessed(expr):
+    assert catalog.parse_bound(expr, KeyType.DATE) is None
+
+
+class CountingCursor(psycopg.Cursor):
+    statements = 0
+
+    def execute(self, *args, **kwargs):
+        CountingCursor.statements += 1
+        return super().execute(*args, **kwargs)
+
+
+def _count_snapshot(db_url, specs) -> tuple[int, catalog.Snapshot]:
+    with psycopg.connect(db_url, autocommit=True, cursor_factory=CountingCursor) as c:
+        CountingCursor.statements = 0
+        snap = catalog.snapshot(c, specs, now=NOW)
+        return CountingCursor.statements, snap
+
+
+def _make_tables(conn, count: int, partitions: int, start: str = "2020-01-01 00:00+00") -> list:
+    """count tables of partitions monthly partitions each, created server-side, one transaction per table."""
+    conn.execute(
+        """CREATE PROCEDURE make(n int, parts int, first timestamptz) LANGUAGE plpgsql AS $$
+           BEGIN
+             FOR t IN 1..n LOOP
+               EXECUTE format('CREATE TABLE %I (id bigint, start_time timestamptz) PARTITION BY RANGE (start_time)', 't' || t);
+               FOR p IN 0..parts - 1 LOOP
+                 EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', 't' || t || '_' || p, 't' || t,
+                   first + make_interval(months => p), first + make_interval(months => p + 1));
+               END LOOP;
+               COMMIT;
+             END LOOP;
+           END $$"""
+    )
+    conn.execute("CALL make(%s, %s, %s)", (count, partitions, start))
+    return [spec("monthly", table=TableRef("public", f"t{i}")) for i in range(1, count + 1)]
+
+
+def test_the_snapshot_takes_the_same_number_of_queries_for_2_or_200_tables(db_url, conn):
+    specs = _make_tables(conn, 200, 120)
+    few, _ = _count_snapshot(db_url, specs[:2])
+    many, snap = _count_snapshot(db_url, specs)
+    assert few == many <= 6
+    assert len(snap.tables) == 200
+    assert sum(len(t.partitions) for t in snap.tables.values()) == 200 * 120
+    t7 = snap.tables[TableRef("public", "t7")]
+    assert t7.partitions[0].bounds.start == datetime(2020, 1, 1, tzinfo=timezone.utc)
+    assert t7.partitions[-1].bounds.end == datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+def test_row_presence_is_one_query_however_many_partitions_need_it(db_url, conn):
+    from partman.audit import state_ddl
+
+    conn.execute(state_ddl("public"))
+    specs = _make_tables(conn, 30, 2, start="2027-03-01 00:00+00")
+    # Every partition is partman's and future, and none fits a quarterly grid: each needs its EXISTS probe.
+    conn.execute(
+        """INSERT INTO partition_log (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end)
+           SELECT 'public', 't' || t, 'public', 't' || t || '_' || p,
+                  timestamptz '2027-03-01 00:00+00' + make_interval(months => p),
+                  timestamptz '2027-03-01 00:00+00' + make_interval(months => p + 1)
+             FROM generate_series(1, 30) t, generate_series(0, 1) p"""
+    )
+    conn.execute("INSERT INTO t3 VALUES (1, '2027-03-05Z')")
+    quarterly = [spec("quarterly", table=s.table) for s in specs]
+    few, _ = _count_snapshot(db_url, quarterly[:1])
+    many, snap = _count_snapshot(db_url, quarterly)
+    assert few == many
+    assert len(snap.has_rows) == 60
+    present = {oid for oid, rows in snap.has_rows.items() if rows}
+    t3_march = snap.tables[TableRef("public", "t3")].partitions[0]
+    assert present == {t3_march.oid}
