@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from .model import Bounds, iso
-from .plan import ActionKind, Plan, TablePlan
+from .plan import Action, ActionKind, Plan, Reason, TablePlan
 
 _SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-"}
 
@@ -38,7 +38,7 @@ def _table_lines(t: TablePlan) -> list[str]:
     if t.create_parent:
         lines.append(f"  + create table {t.table}")
     for a in t.actions:
-        rows = "" if a.kind is ActionKind.CREATE else f"  ({_rows(a.rows_estimate)})"
+        rows = "" if a.kind is ActionKind.CREATE else f"  ({_rows(a)})"
         lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")
     for n in t.kept:
         lines.append(f"  ~ kept     {n.partition}  {_range(n.bounds)}  {n.code} {n.why}")
@@ -55,8 +55,10 @@ def _range(b: Bounds) -> str:
     return f"[{iso(b.start) or 'MINVALUE'}, {iso(b.end) or 'MAXVALUE'})"
 
 
-def _rows(estimate) -> str:
-    return "rows unknown" if estimate is None else f"~{estimate:,} rows"
+def _rows(a: Action) -> str:
+    if a.reason is Reason.INTERVAL_CHANGE:
+        return "empty: checked with EXISTS"
+    return "rows unknown" if a.rows_estimate is None else f"~{a.rows_estimate:,} rows"
 
 
 def as_json(plan: Plan) -> str:

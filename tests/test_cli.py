@@ -138,3 +138,25 @@ def test_a_user_error_prints_no_traceback(workdir, db_url):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: specs/bookings.yaml:3: interval: 'hourly' is not one of")
+
+
+def test_libpq_pg_variables_name_the_server_when_nothing_else_does(capsys, workdir, db_url, monkeypatch):
+    from psycopg.conninfo import conninfo_to_dict
+
+    monkeypatch.delenv("PARTMAN_DATABASE_URL", raising=False)
+    parts = conninfo_to_dict(db_url)
+    for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("dbname", "PGDATABASE")):
+        monkeypatch.setenv(var, str(parts[key]))
+    write_spec(workdir / "specs", spec_data())
+    result = run_cli(capsys, "plan", "specs", "--env", "test", "--now", NOW)
+    assert result.code == 0, result.err
+    assert "Plan: 4 to create" in result.out
+
+
+def test_validate_checks_every_environment_without_a_database(capsys, workdir):
+    write_spec(workdir / "specs", spec_data(environments={"dev": {}, "prod": {"interval": "quarterly"}}))
+    result = run_cli(capsys, "validate", "specs")
+    assert (result.code, result.out) == (0, "1 spec valid for dev, prod.\n")
+    write_spec(workdir / "specs", spec_data(environments={"dev": {}, "prod": {"retention": "forever"}}))
+    result = run_cli(capsys, "validate", "specs")
+    assert result.code == 1 and "environments.prod.retention" in result.err
