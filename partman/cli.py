@@ -52,6 +52,14 @@ def validate(
 
 
 @app.command()
+def schema() -> None:
+    """Print the spec JSON Schema, for editors (yaml-language-server) and other validators."""
+    from importlib import resources
+
+    sys.stdout.write(resources.files("partman").joinpath("schema/partman.schema.json").read_text())
+
+
+@app.command()
 def plan(
     specs: List[Path] = SpecsArg,
     env: str = EnvOpt,

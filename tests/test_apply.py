@@ -235,3 +235,21 @@ def test_timestamptz_boundaries_do_not_depend_on_the_session_time_zone(capsys, w
     result = run_cli(capsys, "apply", str(specs), "--env", "test", "--database-url", url, "--now", "2027-02-15T12:00:00Z", "--auto-approve")
     assert result.code == 0, result.err
     assert ranges(conn, "bookings")[0] == ("2027-01-31 23:00:00+00", "2027-02-28 23:00:00+00")
+
+
+def test_one_table_failing_does_not_stop_the_others_and_the_exit_code_is_the_worst(capsys, workdir, db_url, conn):
+    specs = workdir / "specs"
+    write_spec(specs, spec_data(table="held", interval="monthly", premake="1 month"), "held.yaml")
+    write_spec(specs, spec_data(table="free", interval="monthly", premake="1 month"), "free.yaml")
+    assert apply(capsys, db_url, specs, "2027-02-15T12:00:00Z").code == 0
+    write_spec(specs, spec_data(table="held", interval="monthly", premake="3 months"), "held.yaml")
+    write_spec(specs, spec_data(table="free", interval="monthly", premake="3 months"), "free.yaml")
+    ready = threading.Event()
+    holder = threading.Thread(target=_hold_table_lock, args=(db_url, "held", 2.0, ready))
+    holder.start()
+    ready.wait()
+    result = apply(capsys, db_url, specs, "2027-02-15T12:00:00Z", "--lock-budget", "0.5")
+    holder.join()
+    assert result.code == 4
+    assert len(ranges(conn, "free")) == 4 and len(ranges(conn, "held")) == 2
+    assert "public.free: applied 2 actions" in result.out

@@ -160,3 +160,9 @@ def test_validate_checks_every_environment_without_a_database(capsys, workdir):
     write_spec(workdir / "specs", spec_data(environments={"dev": {}, "prod": {"retention": "forever"}}))
     result = run_cli(capsys, "validate", "specs")
     assert result.code == 1 and "environments.prod.retention" in result.err
+
+
+def test_the_schema_command_prints_the_shipped_schema(capsys):
+    result = run_cli(capsys, "schema")
+    assert result.code == 0
+    assert json.loads(result.out)["title"] == "partman table spec"
