@@ -1,10 +1,9 @@
-"""partition_log and partition_audit_log: their DDL (shared with the migration) and partman's writes to them."""
+"""partition_log, partition_audit_log and partition_config: their DDL (the migration's) and partman's writes to them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from typing import Optional
 
 from psycopg import Connection, sql
@@ -16,8 +15,10 @@ from .timeline import KeySpace
 
 
 def state_ddl(schema: str) -> sql.Composed:
-    text = resources.files("partman").joinpath("sql/state.sql").read_text()
-    return sql.SQL(text).format(schema=sql.Identifier(schema))
+    """The state section of the migration: one definition for both faces."""
+    from .migration import state_ddl as from_migration
+
+    return from_migration(schema)
 
 
 def ensure_state(conn: Connection, schema: str) -> None:

@@ -30,11 +30,13 @@ def partition_name(parent: TableRef, grid: Grid, bounds: Bounds, taken: set[Tabl
 
 
 def fit(stem: str, suffix: str) -> str:
-    """stem + suffix, shortening the stem (with a hash of it, so distinct stems stay distinct) to fit 63 bytes."""
+    """stem + suffix, shortening the stem (with an md5 of it, so distinct stems stay distinct) to fit 63 bytes.
+
+    md5 because the migration's PL/pgSQL names partitions the same way and PostgreSQL has it built in."""
     name = stem + suffix
     if len(name.encode()) <= MAX_BYTES:
         return name
-    digest = "_" + hashlib.sha1(stem.encode()).hexdigest()[:6]
+    digest = "_" + hashlib.md5(stem.encode()).hexdigest()[:6]
     room = MAX_BYTES - len(suffix.encode()) - len(digest)
     cut = stem.encode()[:room].decode(errors="ignore")
     return cut + digest + suffix

@@ -1,0 +1,1 @@
+../../sql/V1__create_or_manage_partitions.sql
