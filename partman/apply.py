@@ -131,7 +131,7 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
     if fresh.errors:
         raise PartmanError("; ".join(fresh.errors))
     extra = set(map(_signature, fresh.actions)) - set(map(_signature, shown.actions))
-    if extra or (fresh.create_parent and not shown.create_parent):
+    if extra or (fresh.create_parent and not shown.create_parent) or (fresh.config and fresh.config != shown.config):
         raise StalePlan(f"{shown.table} changed since the plan was shown ({len(extra)} new actions); run plan again")
     return fresh
 
@@ -151,6 +151,8 @@ def _execute(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Contex
         else:
             _drop(conn, spec.table, action)
         audit.record(conn, ctx, spec.table, action, space)
+    if tp.config is not None:
+        audit.write_config(conn, ctx, spec.table, tp.config)
 
 
 def _drop(conn: Connection, parent: TableRef, action: Action) -> None:

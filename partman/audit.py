@@ -11,6 +11,7 @@ from psycopg import Connection, sql
 from . import __version__
 from .model import TableRef
 from .plan import Action, ActionKind
+from .snapshot import ConfigRow
 from .timeline import KeySpace
 
 
@@ -59,6 +60,22 @@ def record(conn: Connection, ctx: Context, parent: TableRef, action: Action, spa
             (ctx.now, parent.schema, parent.name, start, end),
         )
     _audit(conn, ctx, parent, action.kind.value, action.partition, start, end, action.reason.value, action.rows_estimate)
+
+
+def write_config(conn: Connection, ctx: Context, parent: TableRef, config: ConfigRow) -> None:
+    """Upsert the table's partition_config row, so manage_partitions() follows the spec between deploys."""
+    row = config.to_dict()
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} AS c (parent_schema, parent_name, interval_months, premake, retention, retention_grace,"
+            " timezone, updated_at, updated_by) VALUES (%s, %s, %s, %s::interval, %s::interval, %s::interval, %s, now(), 'partman')"
+            " ON CONFLICT (parent_schema, parent_name) DO UPDATE SET interval_months = EXCLUDED.interval_months,"
+            " premake = EXCLUDED.premake, retention = EXCLUDED.retention, retention_grace = EXCLUDED.retention_grace,"
+            " timezone = EXCLUDED.timezone, updated_at = now(), updated_by = 'partman'"
+        ).format(sql.Identifier(ctx.schema, "partition_config")),
+        (parent.schema, parent.name, row["interval_months"], row["premake"], row["retention"], row["retention_grace"], row["timezone"]),
+    )
+    _audit(conn, ctx, parent, "config", parent, None, None, "spec", None)
 
 
 def record_parent(conn: Connection, ctx: Context, parent: TableRef) -> None:

@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 from psycopg import Connection, sql
 
 from .model import Bounds, KeyType, KeyValue, TableRef
-from .snapshot import LogEntry, Partition, Snapshot, TableState
+from .snapshot import ConfigRow, LogEntry, Partition, Snapshot, TableState
 from .spec import TableSpec
 
 # Generated names share the parent's first characters (naming.fit keeps at least this many), so the
@@ -22,7 +22,8 @@ _STRATEGY = {"r": "range", "l": "list", "h": "hash"}
 _SESSION = """
 SELECT set_config('TimeZone', 'UTC', true),
        set_config('DateStyle', 'ISO, YMD', true),
-       to_regclass(format('%%I.partition_log', %(state_schema)s::text)) IS NOT NULL
+       to_regclass(format('%%I.partition_log', %(state_schema)s::text)) IS NOT NULL,
+       to_regclass(format('%%I.partition_config', %(state_schema)s::text)) IS NOT NULL
 """
 
 _PARENTS = """
@@ -59,6 +60,19 @@ SELECT l.parent_schema, l.parent_name, l.partition_schema, l.partition_name,
  ORDER BY l.range_start, l.id
 """
 
+_SPAN = (
+    "CASE WHEN {c} IS NOT NULL THEN ARRAY[(extract(year FROM {c}) * 12 + extract(month FROM {c}))::int,"
+    " extract(day FROM {c})::int,"
+    " (extract(hour FROM {c}) * 3600 + extract(minute FROM {c}) * 60 + extract(second FROM {c}))::int] END"
+)
+_CONFIG = (
+    "SELECT parent_schema, parent_name, interval_months, "
+    + ", ".join(_SPAN.format(c=c) for c in ("premake", "retention", "retention_grace"))
+    + """, timezone
+  FROM {config}
+ WHERE (parent_schema, parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))"""
+)
+
 _NAMES = """
 SELECT n.nspname, c.relname
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -67,7 +81,7 @@ SELECT n.nspname, c.relname
 
 
 def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, state_schema: str = "public") -> Snapshot:
-    """Read everything the planner needs about these tables: five queries, plus one for row presence."""
+    """Read everything the planner needs about these tables: six queries, plus one for row presence."""
     from .planner import presence_needed
 
     specs = list(specs)
@@ -76,7 +90,7 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
     names = [r.name for r in refs]
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(_SESSION, {"state_schema": state_schema})
-        log_exists = cur.fetchone()[2]
+        _, _, log_exists, config_exists = cur.fetchone()
         cur.execute(_PARENTS, {"schemas": schemas, "names": names})
         parents = {TableRef(row[0], row[1]): row for row in cur.fetchall()}
         oids = [row[2] for row in parents.values() if row[2] is not None]
@@ -92,13 +106,24 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
             )
             for row in cur.fetchall():
                 logs.setdefault(TableRef(row[0], row[1]), []).append(_log_entry(row))
+        configs: dict[TableRef, ConfigRow] = {}
+        if config_exists:
+            cur.execute(
+                sql.SQL(_CONFIG).format(config=sql.Identifier(state_schema, "partition_config")),
+                {"schemas": schemas, "names": names},
+            )
+            for row in cur.fetchall():
+                configs[TableRef(row[0], row[1])] = ConfigRow(row[2], _span3(row[3]), _span3(row[4]), _span3(row[5]), row[6])
         cur.execute(
             sql.SQL(_NAMES).format(chars=sql.Literal(NAME_PREFIX_CHARS)),
             {"schemas": sorted(set(schemas)), "prefixes": sorted({n[:NAME_PREFIX_CHARS] for n in names})},
         )
         taken = frozenset(TableRef(s, n) for s, n in cur.fetchall())
 
-        tables = {ref: _table_state(ref, parents[ref], children, logs.get(ref, [])) for ref in refs}
+        tables = {
+            ref: replace(_table_state(ref, parents[ref], children, logs.get(ref, [])), config=configs.get(ref))
+            for ref in refs
+        }
         snap = Snapshot(tables=tables, taken_names=taken)
         needed = [p for s in specs for p in presence_needed(s, tables[s.table], now)]
         return replace(snap, has_rows=row_presence(cur, needed))
@@ -143,6 +168,10 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list], log: l
             partitions.append(Partition(child_oid, child_ref, bounds, estimate))
     partitions.sort(key=lambda p: (p.bounds.start is not None, p.bounds.start))
     return replace(state, partitions=tuple(partitions), unparsed=tuple(unparsed), default=default)
+
+
+def _span3(value):
+    return tuple(value) if value is not None else None
 
 
 def _log_entry(row: tuple) -> LogEntry:

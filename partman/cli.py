@@ -51,6 +51,28 @@ def validate(
     typer.echo(f"{count} spec{'s' if count != 1 else ''} valid for {', '.join(envs)}.")
 
 
+sql_app = typer.Typer(no_args_is_help=True, help="The SQL face: the Flyway-style migration sql/V1__create_or_manage_partitions.sql.")
+app.add_typer(sql_app, name="sql")
+
+
+@sql_app.command("render")
+def sql_render(
+    settings: List[str] = typer.Option(
+        [], "--set", help="placeholder=value, e.g. --set partitioning.prefix=amenity_booking (repeatable)."
+    ),
+) -> None:
+    """Print the migration with its placeholders filled by Flyway's rules, ready for psql or \\i."""
+    from .migration import render as render_migration
+
+    values = {}
+    for item in settings:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SpecError(f"--set {item!r} is not placeholder=value")
+        values[key.strip()] = value.strip()
+    sys.stdout.write(render_migration(values))
+
+
 @app.command()
 def schema() -> None:
     """Print the spec JSON Schema, for editors (yaml-language-server) and other validators."""

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
+from .snapshot import ConfigRow
 
 FORMAT_VERSION = 1
 
@@ -82,10 +83,11 @@ class TablePlan:
     unmanaged: tuple[Note, ...] = ()
     warnings: tuple[Note, ...] = ()
     errors: tuple[str, ...] = ()
+    config: Optional[ConfigRow] = None  # the partition_config row to write, when it differs from the spec
 
     @property
     def changes(self) -> bool:
-        return self.create_parent or bool(self.actions)
+        return self.create_parent or bool(self.actions) or self.config is not None
 
     def count(self, kind: ActionKind) -> int:
         return sum(1 for a in self.actions if a.kind is kind)
@@ -101,6 +103,7 @@ class TablePlan:
             "unmanaged": [n.to_dict() for n in self.unmanaged],
             "warnings": [n.to_dict() for n in self.warnings],
             "errors": list(self.errors),
+            "config": self.config.to_dict() if self.config else None,
             "observed_fingerprint": self.observed_fingerprint,
             "spec_fingerprint": self.spec_fingerprint,
         }

@@ -9,7 +9,8 @@ from typing import Iterable, Optional
 from .model import Bounds, KeyType, KeyValue, TableRef
 from .naming import partition_name
 from .plan import Action, ActionKind, Note, Plan, Reason, TablePlan
-from .snapshot import LogEntry, Partition, Snapshot, TableState
+from .intervals import Interval, Span
+from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from .spec import TableSpec
 from .timeline import Grid, KeySpace, retention_cutoff, window
 
@@ -175,15 +176,31 @@ def plan_table(
             )
         )
 
+    wanted_config = desired_config(spec)
     return TablePlan(
         key_type=key_type,
         create_parent=state.oid is None,
+        config=wanted_config if wanted_config != state.config else None,
         actions=tuple(sorted(t.actions, key=_action_order)),
         kept=tuple(sorted(t.kept, key=_note_order)),
         unmanaged=tuple(sorted(t.unmanaged, key=_note_order)),
         warnings=tuple(sorted(t.warnings, key=_note_order)),
         **base,
     )
+
+
+def desired_config(spec: TableSpec) -> ConfigRow:
+    """The partition_config row that makes the migration's manage_partitions() follow this spec."""
+    months = None if spec.interval in (Interval.DAILY, Interval.WEEKLY) else spec.interval.months
+    return ConfigRow(months, _span3(spec.premake), _span3(spec.retention), _span3(spec.retention_grace), spec.timezone)
+
+
+def _span3(span: Optional[Span]) -> Optional[Span3]:
+    if span is None:
+        return None
+    if span.unit in ("months", "years"):
+        return (span.amount * (12 if span.unit == "years" else 1), 0, 0)
+    return (0, span.amount * (7 if span.unit == "weeks" else 1), 0)
 
 
 def _check_parent(spec: TableSpec, state: TableState) -> list[str]:

@@ -13,10 +13,12 @@ _SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-"}
 def summary_line(plan: Plan) -> str:
     counts = plan.summary()
     parents = sum(1 for t in plan.tables if t.create_parent)
+    configs = sum(1 for t in plan.tables if t.config is not None)
     if not plan.changes:
         return "No changes."
     tables = f", {parents} table{'s' if parents != 1 else ''} to create" if parents else ""
-    return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{tables}."
+    config = f", {configs} config{'s' if configs != 1 else ''} to update" if configs else ""
+    return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{tables}{config}."
 
 
 def text(plan: Plan) -> str:
@@ -40,6 +42,9 @@ def _table_lines(t: TablePlan) -> list[str]:
     for a in t.actions:
         rows = "" if a.kind is ActionKind.CREATE else f"  ({_rows(a)})"
         lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")
+    if t.config is not None:
+        settings = ", ".join(f"{k}={v}" for k, v in t.config.to_dict().items())
+        lines.append(f"  ~ config   partition_config: {settings}")
     for n in t.kept:
         lines.append(f"  ~ kept     {n.partition}  {_range(n.bounds)}  {n.code} {n.why}")
     for n in t.unmanaged:

@@ -35,6 +35,37 @@ class LogEntry:
     rows_estimate: Optional[int] = None
 
 
+Span3 = tuple[int, int, int]  # an SQL interval as (months, days, seconds): compared exactly, never normalized
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    """A partition_config row: what the migration's manage_partitions() follows between deploys."""
+
+    interval_months: Optional[int]  # None: daily or weekly, which only partman manages
+    premake: Optional[Span3]
+    retention: Optional[Span3]
+    retention_grace: Span3
+    timezone: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "interval_months": self.interval_months,
+            "premake": _span_text(self.premake),
+            "retention": _span_text(self.retention),
+            "retention_grace": _span_text(self.retention_grace),
+            "timezone": self.timezone,
+        }
+
+
+def _span_text(span: Optional[Span3]) -> Optional[str]:
+    """An interval literal PostgreSQL reads back as the same (months, days, seconds)."""
+    if span is None:
+        return None
+    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in zip(span, ("month", "day", "second")) if n]
+    return " ".join(parts) or "0 days"
+
+
 @dataclass(frozen=True)
 class TableState:
     """One parent as the catalog shows it; oid None means the table does not exist."""
@@ -48,6 +79,7 @@ class TableState:
     default: Optional[Partition] = None
     unparsed: tuple[tuple[str, str], ...] = ()  # (partition name, bound expression) partman cannot read
     log: tuple[LogEntry, ...] = ()
+    config: Optional[ConfigRow] = None
 
     @property
     def key_type(self) -> Optional[KeyType]:
@@ -75,6 +107,7 @@ class TableState:
                 }
                 for e in self.log
             ],
+            "config": self.config.to_dict() if self.config else None,
         }
 
     def fingerprint(self) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,6 +23,7 @@ class Server:
     label: str
     admin_url: str
     version: int
+    psql: str  # the psql client of the same version (any psql on PATH for an external server)
 
     def url_for(self, dbname: str) -> str:
         return psycopg.conninfo.make_conninfo(self.admin_url, dbname=dbname)
@@ -30,7 +33,7 @@ class Server:
 def server(request):
     label = request.param
     if label == "external":
-        url, cluster = EXTERNAL, None
+        url, cluster, psql = EXTERNAL, None, shutil.which("psql")
     else:
         bindir = embedded_bindir() if label == "pg18" else debian_bindir()
         if bindir is None:
@@ -39,10 +42,10 @@ def server(request):
                 " or set PARTMAN_TEST_SERVERS=pg18"
             )
         cluster = Cluster(bindir, label).start()
-        url = cluster.url()
+        url, psql = cluster.url(), str(Path(bindir) / "psql")
     with psycopg.connect(url) as conn:
         version = conn.info.server_version // 10000
-    yield Server(label, url, version)
+    yield Server(label, url, version, psql)
     if cluster:
         cluster.stop()
 

@@ -65,7 +65,10 @@ class Layout:
             self.log.append(LogEntry(p.ref, self.space.to_log(start), self.space.to_log(end), utc(2020, 1, 1)))
         return p
 
-    def state(self) -> TableState:
+    def state(self, configured_for: Optional[TableSpec] = None) -> TableState:
+        """The table as the catalog would show it; configured_for: as if apply had written that spec's config."""
+        from partman.planner import desired_config
+
         return TableState(
             self.table,
             oid=1,
@@ -74,10 +77,11 @@ class Layout:
             key_type_name=self.key_type.value,
             partitions=tuple(sorted(self.partitions, key=lambda p: p.bounds.start)),
             log=tuple(self.log),
+            config=desired_config(configured_for) if configured_for else None,
         )
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot(tables={self.table: self.state()}, has_rows=dict(self.rows))
+    def snapshot(self, configured_for: Optional[TableSpec] = None) -> Snapshot:
+        return Snapshot(tables={self.table: self.state(configured_for)}, has_rows=dict(self.rows))
 
 
 def write_spec(directory: Path, data: dict[str, Any], name: str = "bookings.yaml") -> Path:

@@ -98,7 +98,7 @@ def test_plan_with_detailed_exitcode_exits_2_when_changes_are_pending(capsys, wo
     write_spec(workdir / "specs", spec_data())
     result = run_cli(capsys, "plan", "specs", "--env", "test", "--database-url", db_url, "--now", NOW, "--detailed-exitcode")
     assert result.code == 2
-    assert result.out.rstrip().endswith("Plan: 4 to create, 0 to detach, 0 to drop, 1 table to create.")
+    assert result.out.rstrip().endswith("Plan: 4 to create, 0 to detach, 0 to drop, 1 table to create, 1 config to update.")
     assert tables(conn) == []
 
 

@@ -38,7 +38,8 @@ def test_a_table_in_shape_plans_nothing():
     layout = Layout()
     for start, end in [((2026, 11, 1), (2026, 12, 1)), ((2026, 12, 1), (2027, 1, 1)), ((2027, 1, 1), (2027, 2, 1)), ((2027, 2, 1), (2027, 3, 1))]:
         layout.add(utc(*start), utc(*end))
-    p = plan([spec("monthly")], layout.snapshot(), now=NOW, env="test")
+    s = spec("monthly")
+    p = plan([s], layout.snapshot(configured_for=s), now=NOW, env="test")
     assert not p.changes and not p.tables[0].errors
 
 
@@ -121,10 +122,10 @@ def test_a_zero_grace_drops_in_the_same_apply():
     ]
 
 
-def _detached(layout, start, end, detached_at, name="bookings_old"):
+def _detached(layout, start, end, detached_at, s, name="bookings_old"):
     ref = TableRef("public", name)
     entry = LogEntry(ref, start, end, utc(2020, 1, 1), detached_at=detached_at, relid=555, rows_estimate=42)
-    state = layout.state()
+    state = layout.state(configured_for=s)
     return Snapshot(tables={BOOKINGS: TableState(**{**state.__dict__, "log": state.log + (entry,)})}), ref
 
 
@@ -133,7 +134,7 @@ def test_a_detached_partition_is_dropped_only_after_its_grace():
     layout.add(utc(2026, 11, 1), utc(2026, 12, 1))
     layout.add(utc(2026, 12, 1), utc(2027, 1, 1))
     s = spec("monthly", premake="1 month", retention="3 months", grace="7 days")
-    snap, ref = _detached(layout, utc(2026, 7, 1), utc(2026, 8, 1), detached_at=utc(2026, 11, 20, 10))
+    snap, ref = _detached(layout, utc(2026, 7, 1), utc(2026, 8, 1), utc(2026, 11, 20, 10), s)
     assert not plan([s], snap, now=NOW, env="test").changes
     later = plan([s], snap, now=utc(2026, 11, 27, 10), env="test")
     drop, = kinds(later, ActionKind.DROP)
@@ -158,6 +159,22 @@ def test_a_partition_whose_rows_are_unknown_is_treated_as_populated():
     p = plan([spec("monthly", premake="6 months")], snap, now=NOW, env="test")
     assert not kinds(p, ActionKind.DROP)
     assert [n.code for n in p.tables[0].kept] == [KEPT_WITH_ROWS]
+
+
+def test_a_config_that_differs_from_the_spec_is_planned_for_update():
+    layout = Layout()
+    layout.add(utc(2026, 11, 1), utc(2026, 12, 1))
+    old = spec("quarterly", premake="0 days")
+    new = spec("monthly", premake="0 days", retention="2 years")
+    p = plan([new], layout.snapshot(configured_for=old), now=NOW, env="test")
+    assert not p.tables[0].actions
+    assert p.tables[0].config.interval_months == 1 and p.tables[0].config.retention == (24, 0, 0)
+    assert p.tables[0].config.to_dict()["retention"] == "24 months"
+
+
+def test_daily_and_weekly_intervals_are_configured_for_partman_only():
+    p = plan([spec("weekly")], Snapshot(tables={}), now=NOW, env="test")
+    assert p.tables[0].config.interval_months is None
 
 
 def test_a_list_partitioned_table_is_an_error_for_that_table_only():

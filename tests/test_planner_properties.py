@@ -90,6 +90,7 @@ def simulate(snapshot: Snapshot, p: Plan) -> Snapshot:
             taken.add(a.partition)
     new_state = replace(
         state,
+        config=tp.config or state.config,
         partitions=tuple(sorted(parts.values(), key=lambda x: x.bounds.start)),
         log=tuple(sorted(log.values(), key=lambda e: e.start)),
     )

@@ -44,5 +44,6 @@ def test_an_empty_plan_says_no_changes():
     layout = Layout()
     for m in range(2, 6):
         layout.add(utc(2027, m, 1), utc(2027, m + 1, 1))
-    text = render.text(plan([spec("monthly", premake="2 months")], layout.snapshot(), now=NOW, env="prod"))
+    s = spec("monthly", premake="2 months")
+    text = render.text(plan([s], layout.snapshot(configured_for=s), now=NOW, env="prod"))
     assert text.endswith("  in shape\n\nNo changes.\n")
