@@ -114,7 +114,7 @@ END
 $fn$;
 
 
--- One DDL statement under a short lock_timeout, retried with back-off (100 ms doubling to 5 s, 30 s in all):
+-- One DDL statement under a short lock_timeout (its callers compose it with format('%I', …) and partman_literal), retried with back-off (100 ms doubling to 5 s, 30 s in all):
 -- a DDL statement that waits without a timeout behind a long query queues every writer behind itself.
 CREATE OR REPLACE FUNCTION ${partitioning.state_schema}.partman_ddl(p_statement text)
 RETURNS void LANGUAGE plpgsql SET lock_timeout = '100ms' AS $fn$
@@ -377,9 +377,9 @@ DECLARE
     w_start timestamptz;
     w_end timestamptz;
     cutoff timestamptz;
-    obstacles tstzmultirange := '{}';
-    candidates tstzrange[] := '{}';
-    pieces tstzrange[] := '{}';
+    obstacles tstzmultirange := '{}'::tstzmultirange;
+    candidates tstzrange[] := '{}'::tstzrange[];
+    pieces tstzrange[] := '{}'::tstzrange[];
     gap tstzrange;
     piece tstzrange;
     g date;
