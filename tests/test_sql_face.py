@@ -323,3 +323,29 @@ def test_both_faces_create_identical_state_tables(server, db_url, conn):
     assert column_definitions(conn, "by_sql") == column_definitions(conn, "by_python")
     assert index_and_constraint_definitions(conn, "by_sql") == index_and_constraint_definitions(conn, "by_python")
     assert {r[0] for r in column_definitions(conn, "by_python")} == {"partition_log", "partition_audit_log", "partition_config"}
+
+
+def test_manage_partitions_waits_for_the_lock_partman_apply_takes(server, db_url, conn):
+    from partman.lock import advisory_lock
+    from partman.model import TableRef
+
+    migrate(server, db_url, interval_months="3")
+    conn.execute("UPDATE partition_config SET interval_months = 1")
+    held = threading.Event()
+
+    def partman_holds_the_lock():
+        with psycopg.connect(db_url) as c:
+            advisory_lock(c, TableRef("public", TABLE))
+            held.set()
+            time.sleep(1.0)
+            c.commit()
+
+    holder = threading.Thread(target=partman_holds_the_lock)
+    holder.start()
+    held.wait(10)
+    t0 = time.monotonic()
+    conn.execute("SELECT manage_partitions()")
+    waited = time.monotonic() - t0
+    holder.join()
+    assert waited >= 0.8
+    assert_contiguous(ranges(conn, TABLE))
