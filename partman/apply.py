@@ -14,6 +14,7 @@ from .errors import Blocked, LockBusy, PartmanError, StalePlan
 from .lock import Ladder, advisory_lock, with_retries
 from .model import TableRef
 from .plan import APPLY_ORDER, Action, ActionKind, Plan, TablePlan
+from .planfile import what_moved
 from .spec import TableSpec
 from .timeline import KeySpace
 
@@ -58,12 +59,15 @@ def apply_plan(
     ctx: audit.Context,
     ladder: Ladder = Ladder(),
     exact: bool = False,
+    protected: bool = False,
     on_table: Optional[Callable[[Outcome], None]] = None,
 ) -> list[Outcome]:
     """Apply every table's part of the plan; one table's failure does not stop the others.
 
     Under the table's lock the catalog is read again (see _under_lock): a concurrent apply that already did
-    the work leaves nothing to do, and a row that appeared in a partition planned for drop blocks the table."""
+    the work leaves nothing to do, and a row that appeared in a partition planned for drop blocks the table.
+    exact=True (a saved plan) applies exactly the plan or refuses the table, naming what moved; protected=True
+    (an ad-hoc apply in a protected environment) never adds a detach or drop when re-planning."""
     by_table = {s.table: s for s in specs}
     with_retries(conn, ladder, "creating partman's state tables", lambda: _ensure_state(conn, ctx.schema))
     outcomes = []
@@ -73,7 +77,7 @@ def apply_plan(
         elif not table_plan.changes:
             outcome = Outcome(table_plan.table, Status.UNCHANGED)
         else:
-            outcome = _apply_table(conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact)
+            outcome = _apply_table(conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected)
         outcomes.append(outcome)
         if on_table:
             on_table(outcome)
@@ -86,12 +90,19 @@ def _ensure_state(conn: Connection, schema: str) -> None:
 
 
 def _apply_table(
-    conn: Connection, shown: TablePlan, spec: TableSpec, plan: Plan, ctx: audit.Context, ladder: Ladder, exact: bool
+    conn: Connection,
+    shown: TablePlan,
+    spec: TableSpec,
+    plan: Plan,
+    ctx: audit.Context,
+    ladder: Ladder,
+    exact: bool,
+    protected: bool,
 ) -> Outcome:
     def work() -> TablePlan:
         advisory_lock(conn, spec.table)
         snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
-        todo = _under_lock(shown, spec, snap, plan, exact)
+        todo = _under_lock(shown, spec, snap, plan, exact, protected)
         _execute(conn, todo, spec, ctx)
         return todo
 
@@ -116,18 +127,25 @@ def _signature(a: Action) -> tuple:
     return (a.kind, a.bounds, a.reason)
 
 
-def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool) -> TablePlan:
+def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool, protected: bool) -> TablePlan:
     """What to execute, decided on the catalog as it is under the lock.
 
-    Unchanged structure: exactly the plan shown (rows that appeared since are the future-data check's
-    business, right before each drop). Changed structure: a saved plan is stale; an ad-hoc one is re-planned
-    and applied only if it does no more than what was shown."""
+    A saved plan runs only on exactly the state it was made from (structure, log, row presence, config).
+    An ad-hoc plan runs as shown while the structure is unchanged (rows that appeared since are the
+    future-data check's business, right before each drop); otherwise it is re-planned and applied only if
+    it does no more than what was shown."""
     state = snap.tables[spec.table]
+    if exact:
+        now = planner.observed_state(spec, state, snap.has_rows, plan.now)
+        moved = what_moved(str(shown.table), shown.observed, now)
+        if moved:
+            raise StalePlan("; ".join(moved) + "; run plan again")
+        return shown
     if state.fingerprint() == shown.observed_fingerprint:
         return shown
-    if exact:
-        raise StalePlan(f"{shown.table} changed since the plan was made; run plan again")
     fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names))
+    if protected:
+        fresh = fresh.without_destructive()
     if fresh.errors:
         raise PartmanError("; ".join(fresh.errors))
     extra = set(map(_signature, fresh.actions)) - set(map(_signature, shown.actions))

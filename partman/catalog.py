@@ -73,6 +73,13 @@ _CONFIG = (
  WHERE (parent_schema, parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))"""
 )
 
+_HIGH_WATER = """
+SELECT parent_schema, parent_name, max(id)
+  FROM {log}
+ WHERE (parent_schema, parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
+ GROUP BY 1, 2
+"""
+
 _NAMES = """
 SELECT n.nspname, c.relname
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -81,7 +88,7 @@ SELECT n.nspname, c.relname
 
 
 def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, state_schema: str = "public") -> Snapshot:
-    """Read everything the planner needs about these tables: six queries, plus one for row presence."""
+    """Read everything the planner needs about these tables: seven queries, plus one for row presence."""
     from .planner import presence_needed
 
     specs = list(specs)
@@ -106,6 +113,13 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
             )
             for row in cur.fetchall():
                 logs.setdefault(TableRef(row[0], row[1]), []).append(_log_entry(row))
+            cur.execute(
+                sql.SQL(_HIGH_WATER).format(log=sql.Identifier(state_schema, "partition_log")),
+                {"schemas": schemas, "names": names},
+            )
+            high_water = {TableRef(s_, n_): hw for s_, n_, hw in cur.fetchall()}
+        else:
+            high_water = {}
         configs: dict[TableRef, ConfigRow] = {}
         if config_exists:
             cur.execute(
@@ -121,7 +135,11 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
         taken = frozenset(TableRef(s, n) for s, n in cur.fetchall())
 
         tables = {
-            ref: replace(_table_state(ref, parents[ref], children, logs.get(ref, [])), config=configs.get(ref))
+            ref: replace(
+                _table_state(ref, parents[ref], children, logs.get(ref, [])),
+                config=configs.get(ref),
+                log_high_water=high_water.get(ref),
+            )
             for ref in refs
         }
         snap = Snapshot(tables=tables, taken_names=taken)
@@ -222,3 +240,17 @@ def _value(text: str, key_type: KeyType, *, is_end: bool) -> Optional[KeyValue]:
     if (key_type is KeyType.TIMESTAMPTZ) != (value.tzinfo is not None):
         raise ValueError(text)
     return value
+
+
+def default_row_counts(conn: Connection, states: Iterable[TableState], cap: int = 1_000_000) -> dict[int, int]:
+    """Rows in each default partition, counted up to cap, in one statement (drift reports them)."""
+    defaults = [s.default for s in states if s.default is not None]
+    if not defaults:
+        return {}
+    probes = [
+        sql.SQL("SELECT {}::oid, (SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) AS capped)").format(
+            sql.Literal(p.oid), sql.Identifier(p.ref.schema, p.ref.name), sql.Literal(cap)
+        )
+        for p in defaults
+    ]
+    return {oid: n for oid, n in conn.execute(sql.SQL(" UNION ALL ").join(probes)).fetchall()}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -15,12 +16,50 @@ from .errors import CatalogError, PartmanError, SpecError
 
 EXIT_USAGE = 64  # EX_USAGE: click's default of 2 would read as "changes pending"
 
+
+@dataclass
+class Output:
+    """How much to say and whether in colour; set once by the global options."""
+
+    quiet: bool = False
+    verbose: bool = False
+    color: bool = True
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            typer.echo(message)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            typer.echo(message, err=True)
+
+    def warn(self, message: str) -> None:
+        typer.echo(message, err=True)
+
+    @property
+    def terminal(self) -> bool:
+        return sys.stdout.isatty()
+
+
+OUT = Output()
+
 app = typer.Typer(
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Keep PostgreSQL range-partitioned tables in the shape their specs declare.",
 )
+
+
+@app.callback()
+def _global(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and what was asked for."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say what is being done, on stderr."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colour (also: the NO_COLOR variable)."),
+) -> None:
+    OUT.quiet, OUT.verbose = quiet, verbose and not quiet
+    OUT.color = not no_color and not os.environ.get("NO_COLOR")
+
 
 SpecsArg = typer.Argument(..., help="Spec files or directories of them.", show_default=False)
 EnvOpt = typer.Option(..., "--env", "-e", envvar="PARTMAN_ENV", help="Environment whose overrides and database to use.")
@@ -29,7 +68,8 @@ UrlOpt = typer.Option(
     None, "--database-url", help="Connection string; wins over PARTMAN_DATABASE_URL and the project file.", show_default=False
 )
 NowOpt = typer.Option(None, "--now", help="Pin the clock (ISO 8601 with offset); default: the database's now().")
-SchemaOpt = typer.Option(None, "--state-schema", help="Schema of partition_log and partition_audit_log.")
+SchemaOpt = typer.Option(None, "--state-schema", help="Schema of partition_log, partition_audit_log, partition_config.")
+TableOpt = typer.Option(None, "--table", "-t", help="Only this table (name or schema.name); repeatable.")
 
 
 @app.command()
@@ -51,6 +91,168 @@ def validate(
     typer.echo(f"{count} spec{'s' if count != 1 else ''} valid for {', '.join(envs)}.")
 
 
+@app.command()
+def plan(
+    specs: List[Path] = SpecsArg,
+    env: str = EnvOpt,
+    output: str = typer.Option("text", "--format", help="text | json | markdown"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Save the plan for `partman apply FILE` (JSON)."),
+    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when changes are pending."),
+    timestamps: bool = typer.Option(False, "--timestamps", help="Markdown: say when the plan was made."),
+    tables: Optional[List[str]] = TableOpt,
+    now: Optional[str] = NowOpt,
+    project_file: Optional[Path] = ProjectOpt,
+    database_url: Optional[str] = UrlOpt,
+    state_schema: Optional[str] = SchemaOpt,
+) -> None:
+    """Show what apply would do, without changing anything."""
+    from . import planfile, render
+
+    if output not in ("text", "json", "markdown"):
+        raise typer.BadParameter("must be text, json or markdown", param_hint="--format")
+    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables)
+    the_plan = session.plan()
+    if output == "json":
+        _emit(render.as_json(the_plan), color=False)
+    elif output == "markdown":
+        _emit(render.markdown(the_plan, timestamps=timestamps), color=False)
+    else:
+        _emit(render.text(the_plan), color=True)
+    if out is not None:
+        planfile.write(planfile.new(the_plan, session.specs, planfile.target_of(session.conn, env)), out)
+        OUT.warn(f"Saved the plan to {out}; apply exactly it with: partman apply {out}")
+    if the_plan.errors:
+        raise typer.Exit(1)
+    if detailed_exitcode and the_plan.changes:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    specs: List[Path] = typer.Argument(..., help="Spec files or directories, or one plan file saved by plan --out."),
+    env: Optional[str] = typer.Option(None, "--env", "-e", envvar="PARTMAN_ENV", help="Environment (a plan file names its own)."),
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Apply without asking (never implies permission to drop in a protected environment)."),
+    tables: Optional[List[str]] = TableOpt,
+    now: Optional[str] = NowOpt,
+    project_file: Optional[Path] = ProjectOpt,
+    database_url: Optional[str] = UrlOpt,
+    state_schema: Optional[str] = SchemaOpt,
+    lock_timeout_ms: int = typer.Option(100, "--lock-timeout-ms", min=1, help="lock_timeout of the first attempt."),
+    lock_budget_s: float = typer.Option(30.0, "--lock-budget", min=0.0, help="Seconds of retries before giving up (exit 4)."),
+) -> None:
+    """Plan, confirm and apply; or apply exactly a saved plan. Per table: one transaction under its advisory lock."""
+    from . import render
+    from .lock import Ladder
+
+    ladder = Ladder(first_ms=lock_timeout_ms, budget_s=lock_budget_s)
+    if len(specs) == 1 and specs[0].suffix == ".json" and specs[0].is_file():
+        _apply_saved(specs[0], env, project_file, database_url, state_schema, ladder)
+        return
+    if env is None:
+        raise typer.BadParameter("is required with spec files", param_hint="--env")
+    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables)
+    the_plan = session.plan()
+    if not OUT.quiet:
+        _emit(render.text(the_plan), color=True)
+    withheld = 0
+    if session.protected and the_plan.destructive:
+        withheld = the_plan.destructive
+        the_plan = the_plan.without_destructive()
+        OUT.warn(
+            f"error: {env} is protected: {withheld} detach/drop actions withheld (and the creates that need them);"
+            f" apply them from a reviewed plan: partman plan {' '.join(map(str, specs))} --env {env} --out plan.json,"
+            " then partman apply plan.json"
+        )
+    if not the_plan.changes:
+        raise typer.Exit(1 if the_plan.errors or withheld else 0)
+    if not auto_approve:
+        if not sys.stdin.isatty():
+            raise PartmanError("no terminal to confirm on: review the plan above and pass --auto-approve to apply it")
+        answer = typer.prompt(f"Apply these changes to {env}? Only 'yes' is accepted", default="", show_default=False)
+        if answer.strip() != "yes":
+            OUT.info("Apply cancelled; nothing changed.")
+            raise typer.Exit(1)
+    code = _run_apply(session, the_plan, str(uuid.uuid4()), ladder, exact=False)
+    raise typer.Exit(code or (1 if withheld else 0))
+
+
+def _apply_saved(path: Path, env: Optional[str], project_file, database_url, state_schema, ladder) -> None:
+    """Apply exactly what was reviewed: same target, same specs, same state, or nothing at all."""
+    from . import planfile, render
+
+    saved = planfile.read(path)
+    if env is not None and env != saved.plan.env:
+        raise SpecError(f"{path} was made for env {saved.plan.env}, not {env}")
+    session = _Session.connect(list(saved.specs), saved.plan.env, project_file, database_url, state_schema, [path])
+    here = planfile.target_of(session.conn, saved.plan.env)
+    if (here.database, here.host, here.port) != (saved.target.database, saved.target.host, saved.target.port):
+        raise SpecError(f"{path} was made for {saved.target.describe()}; this connection is to {here.describe()}; nothing changed")
+    if not OUT.quiet:
+        _emit(render.text(saved.plan), color=True)
+    if not saved.plan.changes:
+        raise typer.Exit(1 if saved.plan.errors else 0)
+    raise typer.Exit(_run_apply(session, saved.plan, saved.plan_id, ladder, exact=True))
+
+
+def _run_apply(session: "_Session", the_plan: Any, plan_id: str, ladder: Any, *, exact: bool) -> int:
+    from .apply import Status, apply_plan, exit_code
+    from .audit import Context
+
+    ctx = Context(schema=session.state_schema, env=the_plan.env, plan_id=plan_id, now=the_plan.now)
+    todo = [t for t in the_plan.tables if t.changes or t.errors]
+    with _progress(len(todo)) as advance:
+        outcomes = apply_plan(
+            session.conn, the_plan, session.specs, ctx=ctx, ladder=ladder, exact=exact,
+            protected=session.protected and not exact, on_table=lambda o: advance(_report(o)),
+        )
+    applied = [o for o in outcomes if o.status is Status.APPLIED]
+    done = {kind: sum(a.kind.value == kind for o in applied for a in o.actions) for kind in ("create", "detach", "drop")}
+    OUT.info(
+        f"Apply complete: {done['create']} created, {done['detach']} detached, {done['drop']} dropped"
+        f" in {len(applied)} table{'s' if len(applied) != 1 else ''}."
+    )
+    return exit_code(outcomes)
+
+
+@app.command()
+def drift(
+    specs: List[Path] = SpecsArg,
+    env: str = EnvOpt,
+    output: str = typer.Option("text", "--format", help="text | json | markdown | prometheus"),
+    prometheus_file: Optional[Path] = typer.Option(
+        None, "--prometheus-file", help="Also write Prometheus metrics here, atomically (node_exporter textfile collector)."
+    ),
+    min_runway: Optional[str] = typer.Option(None, "--min-runway", help="e.g. '30 days'; default: half the premake."),
+    tables: Optional[List[str]] = TableOpt,
+    now: Optional[str] = NowOpt,
+    project_file: Optional[Path] = ProjectOpt,
+    database_url: Optional[str] = UrlOpt,
+    state_schema: Optional[str] = SchemaOpt,
+) -> None:
+    """Report drift between specs and database: exit 0 in sync, 2 drift found, 1 error."""
+    from . import catalog, drift as drifts
+    from .intervals import Span
+
+    if output not in ("text", "json", "markdown", "prometheus"):
+        raise typer.BadParameter("must be text, json, markdown or prometheus", param_hint="--format")
+    try:
+        floor = Span.parse(min_runway) if min_runway else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--min-runway") from None
+    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables)
+    snap = session.snapshot()
+    the_plan = session.plan(snap)
+    rows = catalog.default_row_counts(session.conn, snap.tables.values())
+    report = drifts.report(session.specs, snap, the_plan, now=session.now, default_rows=rows, min_runway=floor)
+    run_at = datetime.now(timezone.utc)
+    metrics = drifts.prometheus(report, run_at=run_at)
+    body = {"text": drifts.text, "json": drifts.as_json, "markdown": drifts.markdown}.get(output)
+    _emit(metrics if body is None else body(report), color=False)
+    if prometheus_file is not None:
+        _write_atomically(prometheus_file, metrics)
+    raise typer.Exit(0 if report.in_sync else 2)
+
+
 sql_app = typer.Typer(no_args_is_help=True, help="The SQL face: the Flyway-style migration sql/V1__create_or_manage_partitions.sql.")
 app.add_typer(sql_app, name="sql")
 
@@ -61,7 +263,7 @@ def sql_render(
         [], "--set", help="placeholder=value, e.g. --set partitioning.prefix=amenity_booking (repeatable)."
     ),
 ) -> None:
-    """Print the migration with its placeholders filled by Flyway's rules, ready for psql or \\i."""
+    """Print the migration with its placeholders filled by Flyway's rules, ready for psql or \\\\i."""
     from .migration import render as render_migration
 
     values = {}
@@ -81,138 +283,114 @@ def schema() -> None:
     sys.stdout.write(resources.files("partman").joinpath("schema/partman.schema.json").read_text())
 
 
-@app.command()
-def plan(
-    specs: List[Path] = SpecsArg,
-    env: str = EnvOpt,
-    output: str = typer.Option("text", "--format", help="text | json"),
-    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when changes are pending."),
-    now: Optional[str] = NowOpt,
-    project_file: Optional[Path] = ProjectOpt,
-    database_url: Optional[str] = UrlOpt,
-    state_schema: Optional[str] = SchemaOpt,
-) -> None:
-    """Show what apply would do, without changing anything."""
-    from . import render
-
-    if output not in ("text", "json"):
-        raise typer.BadParameter("must be text or json", param_hint="--format")
-    session = _Session.open(specs, env, project_file, database_url, now, state_schema)
-    the_plan = session.plan()
-    _emit(render.as_json(the_plan) if output == "json" else render.text(the_plan), color=output == "text")
-    if the_plan.errors:
-        raise typer.Exit(1)
-    if detailed_exitcode and the_plan.changes:
-        raise typer.Exit(2)
-
-
-@app.command()
-def apply(
-    specs: List[Path] = SpecsArg,
-    env: str = EnvOpt,
-    auto_approve: bool = typer.Option(False, "--auto-approve", help="Apply without asking."),
-    now: Optional[str] = NowOpt,
-    project_file: Optional[Path] = ProjectOpt,
-    database_url: Optional[str] = UrlOpt,
-    state_schema: Optional[str] = SchemaOpt,
-    lock_timeout_ms: int = typer.Option(100, "--lock-timeout-ms", min=1, help="lock_timeout of the first attempt."),
-    lock_budget_s: float = typer.Option(30.0, "--lock-budget", min=0.0, help="Seconds of retries before giving up (exit 4)."),
-) -> None:
-    """Plan, confirm, and apply: per table one transaction under its advisory lock, with short lock timeouts."""
-    from . import render
-    from .apply import Status, apply_plan, exit_code
-    from .audit import Context
-    from .lock import Ladder
-
-    session = _Session.open(specs, env, project_file, database_url, now, state_schema)
-    the_plan = session.plan()
-    _emit(render.text(the_plan), color=True)
-    if not the_plan.changes:
-        raise typer.Exit(1 if the_plan.errors else 0)
-    if not auto_approve:
-        if not sys.stdin.isatty():
-            raise PartmanError("no terminal to confirm on: review the plan above and pass --auto-approve to apply it")
-        answer = typer.prompt(f"Apply these changes to {env}? Only 'yes' is accepted", default="", show_default=False)
-        if answer.strip() != "yes":
-            typer.echo("Apply cancelled; nothing changed.")
-            raise typer.Exit(1)
-    ctx = Context(schema=session.state_schema, env=env, plan_id=str(uuid.uuid4()), now=the_plan.now)
-    outcomes = apply_plan(
-        session.conn,
-        the_plan,
-        session.specs,
-        ctx=ctx,
-        ladder=Ladder(first_ms=lock_timeout_ms, budget_s=lock_budget_s),
-        on_table=_report,
-    )
-    applied = [o for o in outcomes if o.status is Status.APPLIED]
-    done = {kind: sum(a.kind.value == kind for o in applied for a in o.actions) for kind in ("create", "detach", "drop")}
-    typer.echo(
-        f"Apply complete: {done['create']} created, {done['detach']} detached, {done['drop']} dropped"
-        f" in {len(applied)} table{'s' if len(applied) != 1 else ''}."
-    )
-    raise typer.Exit(exit_code(outcomes))
-
-
-def _report(outcome: Any) -> None:
+def _report(outcome: Any) -> str:
     from .apply import Status
 
     if outcome.status is Status.APPLIED:
-        typer.echo(f"{outcome.table}: applied {len(outcome.actions)} actions")
+        OUT.info(f"{outcome.table}: applied {len(outcome.actions)} actions")
     elif outcome.status is Status.UNCHANGED:
         if outcome.message:
-            typer.echo(f"{outcome.table}: {outcome.message}")
+            OUT.info(f"{outcome.table}: {outcome.message}")
     else:
-        typer.echo(f"error: {outcome.message}", err=True)
+        OUT.warn(f"error: {outcome.message}")
+    return str(outcome.table)
+
+
+class _progress:
+    """A progress bar over tables on a terminal; nothing extra otherwise (the per-table lines are the log)."""
+
+    def __init__(self, total: int):
+        self.total, self.bar = total, None
+
+    def __enter__(self):
+        if OUT.terminal and not OUT.quiet and self.total > 1:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            task = self.bar.add_task("applying", total=self.total)
+            return lambda name: self.bar.update(task, advance=1, description=name)
+        return lambda name: None
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
 
 
 class _Session:
     """Specs, project and an open connection for one command."""
 
-    def __init__(self, specs, project, conn, now, state_schema):
-        self.specs, self.project, self.conn, self.now, self.state_schema = specs, project, conn, now, state_schema
+    def __init__(self, specs, project, conn, now, state_schema, protected):
+        self.specs, self.project, self.conn, self.now = specs, project, conn, now
+        self.state_schema, self.protected = state_schema, protected
 
     @classmethod
-    def open(cls, paths, env, project_file, database_url, now, state_schema) -> "_Session":
+    def open(cls, paths, env, project_file, database_url, now, state_schema, tables=None) -> "_Session":
         from . import project as projects
         from .spec import load_specs
 
         project = projects.load_project(project_file or projects.find(paths))
-        specs = load_specs(paths, env, project.env_names)
-        pinned = _parse_now(now) if now else None
+        specs = _only(load_specs(paths, env, project.env_names), tables)
+        session = cls.connect(specs, env, project_file, database_url, state_schema, paths, project=project)
+        session.now = _parse_now(now) if now else session.conn.execute("SELECT now()").fetchone()[0]
+        return session
+
+    @classmethod
+    def connect(cls, specs, env, project_file, database_url, state_schema, paths, project=None) -> "_Session":
+        from . import project as projects
+        from .redact import redact
+
+        project = project or projects.load_project(project_file or projects.find(paths))
         url = projects.database_url(project, env, database_url)
         if url is None:
             from . import embedded
 
             url = embedded.url(project.root)
+        OUT.debug(f"connecting to {redact(url)} for env {env}")
         conn = _connect(url)
-        clock = pinned or conn.execute("SELECT now()").fetchone()[0]
-        return cls(specs, project, conn, clock, state_schema or project.state_schema)
+        settings = project.environments.get(env)
+        return cls(specs, project, conn, None, state_schema or project.state_schema, bool(settings and settings.protected))
 
-    def plan(self):
-        from . import catalog, planner
+    def snapshot(self):
+        from . import catalog
 
         snap = catalog.snapshot(self.conn, self.specs, now=self.now, state_schema=self.state_schema)
+        OUT.debug(f"read {sum(len(t.partitions) for t in snap.tables.values())} partitions of {len(snap.tables)} tables")
+        return snap
+
+    def plan(self, snap=None):
+        from . import planner
+
+        snap = snap or self.snapshot()
         return planner.plan(self.specs, snap, now=self.now, env=self.specs[0].env if self.specs else "")
+
+
+def _only(specs: list, tables: Optional[List[str]]) -> list:
+    """The specs named by --table; an unknown name is an error that lists the known ones."""
+    if not tables:
+        return specs
+    from .model import TableRef
+
+    known = {s.table: s for s in specs}
+    chosen = []
+    for name in tables:
+        ref = TableRef.parse(name)
+        if ref not in known:
+            raise SpecError(f"unknown table '{name}' (known: {', '.join(sorted(map(str, known)))})")
+        chosen.append(known[ref])
+    return chosen
 
 
 def _connect(url: str):
     import psycopg
 
-    from .redact import redact
+    from .redact import redact, redact_text
 
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="partman")
     except psycopg.Error as exc:
         reason = (str(exc).strip().splitlines() or ["connection failed"])[-1]
         raise CatalogError(f"cannot connect to {redact(url)}: {redact_text(reason, url)}") from None
-
-
-def redact_text(text: str, url: str) -> str:
-    from .redact import password_of
-
-    secret = password_of(url)
-    return text.replace(secret, "***") if secret else text
 
 
 def _parse_now(text: str) -> datetime:
@@ -240,8 +418,18 @@ def _mentioned_envs(paths: List[Path]) -> list[str]:
     return sorted(names)
 
 
+def _write_atomically(path: Path, body: str) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.resolve().parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
+    os.chmod(tmp, 0o644)  # the textfile collector runs as another user
+    os.replace(tmp, path)
+
+
 def _emit(body: str, *, color: bool) -> None:
-    if color and sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+    if color and OUT.color and OUT.terminal:
         from rich.console import Console
         from rich.text import Text
 
@@ -272,4 +460,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         sys.exit(130)
+    finally:
+        OUT.quiet, OUT.verbose, OUT.color = False, False, True  # in-process callers (tests) start afresh
     sys.exit(code if isinstance(code, int) else 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, Optional
@@ -40,8 +40,9 @@ class Action:
     oid: Optional[int] = None  # the relation a detach or drop is about, checked again under lock
     attached: bool = True  # a drop of an attached partition detaches it first
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, saved: bool = False) -> dict[str, Any]:
+        """The reviewable form; saved=True adds what apply checks against the catalog (a plan file)."""
+        data = {
             "action": self.kind.value,
             "partition": str(self.partition),
             "from": iso(self.bounds.start),
@@ -49,6 +50,21 @@ class Action:
             "reason": self.reason.value,
             "rows_estimate": self.rows_estimate,
         }
+        if saved:
+            data.update(oid=self.oid, attached=self.attached)
+        return data
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], key_type: Optional[KeyType]) -> "Action":
+        return cls(
+            ActionKind(d["action"]),
+            TableRef.parse(d["partition"]),
+            Bounds(parse_key(d["from"], key_type), parse_key(d["to"], key_type)),
+            Reason(d["reason"]),
+            d.get("rows_estimate"),
+            d.get("oid"),
+            d.get("attached", True),
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,11 @@ class Note:
             "why": self.why,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], key_type: Optional[KeyType]) -> "Note":
+        bounds = Bounds(parse_key(d["from"], key_type), parse_key(d["to"], key_type))
+        return cls(d["code"], TableRef.parse(d["partition"]), bounds, d["why"])
+
 
 @dataclass(frozen=True)
 class TablePlan:
@@ -84,21 +105,33 @@ class TablePlan:
     warnings: tuple[Note, ...] = ()
     errors: tuple[str, ...] = ()
     config: Optional[ConfigRow] = None  # the partition_config row to write, when it differs from the spec
+    # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
+    # candidates): a saved plan applies only to exactly this.
+    observed: dict = field(default_factory=dict, compare=False)
 
     @property
     def changes(self) -> bool:
         return self.create_parent or bool(self.actions) or self.config is not None
 
+    def without_destructive(self) -> "TablePlan":
+        """This plan with its detaches and drops withheld, and with the creates that needed them."""
+        withheld = [a for a in self.actions if a.kind is not ActionKind.CREATE]
+        kept = tuple(
+            a for a in self.actions
+            if a.kind is ActionKind.CREATE and not any(a.bounds.overlaps(w.bounds) for w in withheld if w.attached)
+        )
+        return replace(self, actions=kept)
+
     def count(self, kind: ActionKind) -> int:
         return sum(1 for a in self.actions if a.kind is kind)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, saved: bool = False) -> dict[str, Any]:
         return {
             "table": str(self.table),
             "source": self.source,
             "key_type": self.key_type.value if self.key_type else None,
             "create_parent": self.create_parent,
-            "actions": [a.to_dict() for a in self.actions],
+            "actions": [a.to_dict(saved=saved) for a in self.actions],
             "kept": [n.to_dict() for n in self.kept],
             "unmanaged": [n.to_dict() for n in self.unmanaged],
             "warnings": [n.to_dict() for n in self.warnings],
@@ -107,6 +140,25 @@ class TablePlan:
             "observed_fingerprint": self.observed_fingerprint,
             "spec_fingerprint": self.spec_fingerprint,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], observed: Optional[dict] = None) -> "TablePlan":
+        kt = KeyType(d["key_type"]) if d["key_type"] else None
+        return cls(
+            table=TableRef.parse(d["table"]),
+            source=d["source"],
+            key_type=kt,
+            observed_fingerprint=d["observed_fingerprint"],
+            spec_fingerprint=d["spec_fingerprint"],
+            create_parent=d["create_parent"],
+            actions=tuple(Action.from_dict(a, kt) for a in d["actions"]),
+            kept=tuple(Note.from_dict(n, kt) for n in d["kept"]),
+            unmanaged=tuple(Note.from_dict(n, kt) for n in d["unmanaged"]),
+            warnings=tuple(Note.from_dict(n, kt) for n in d["warnings"]),
+            errors=tuple(d["errors"]),
+            config=ConfigRow.from_dict(d["config"]) if d.get("config") else None,
+            observed=observed or {},
+        )
 
 
 @dataclass(frozen=True)
@@ -123,17 +175,33 @@ class Plan:
     def errors(self) -> bool:
         return any(t.errors for t in self.tables)
 
+    def without_destructive(self) -> "Plan":
+        return replace(self, tables=tuple(t.without_destructive() for t in self.tables))
+
+    @property
+    def destructive(self) -> int:
+        return sum(1 for t in self.tables for a in t.actions if a.kind is not ActionKind.CREATE)
+
     def summary(self) -> dict[str, int]:
         return {kind.value: sum(t.count(kind) for t in self.tables) for kind in ActionKind}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, saved: bool = False) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "env": self.env,
             "now": iso(self.now),
-            "tables": [t.to_dict() for t in self.tables],
+            "tables": [t.to_dict(saved=saved) for t in self.tables],
             "summary": self.summary(),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], observed: Optional[dict[str, dict]] = None) -> "Plan":
+        observed = observed or {}
+        return cls(
+            env=d["env"],
+            now=datetime.fromisoformat(d["now"]),
+            tables=tuple(TablePlan.from_dict(t, observed.get(t["table"])) for t in d["tables"]),
+        )
 
 
 def parse_key(text: Optional[str], key_type: Optional[KeyType]) -> Optional[KeyValue]:

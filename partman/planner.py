@@ -49,6 +49,12 @@ def presence_needed(spec: TableSpec, state: TableState, now: datetime) -> list[P
     return needed
 
 
+def observed_state(spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime) -> dict:
+    """The state in full, with the row presence the plan relied on, for a saved plan's staleness check."""
+    presence = {str(p.ref): has_rows.get(p.oid) for p in presence_needed(spec, state, now)}
+    return {**state.to_dict(estimates=False), "presence": dict(sorted(presence.items()))}
+
+
 def _layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional[KeyType]]]:
     key_type = state.key_type if state.oid is not None else spec.declared_key_type
     if key_type is None:
@@ -97,6 +103,7 @@ def plan_table(
         source=spec.source,
         observed_fingerprint=state.fingerprint(),
         spec_fingerprint=spec.fingerprint(),
+        observed=observed_state(spec, state, has_rows, now),
     )
     errors = _check_parent(spec, state)
     layout = None if errors else _layout(spec, state)

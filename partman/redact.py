@@ -26,3 +26,9 @@ def redact(url: str) -> str:
         return "(an unparsable connection string)"
     shown = [f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if parts.get(k)]
     return " ".join(shown) or "(default server)"
+
+
+def redact_text(text: str, url: str) -> str:
+    """text with the connection string's password, if it appears, replaced by ***."""
+    secret = password_of(url)
+    return text.replace(secret, "***") if secret else text

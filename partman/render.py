@@ -68,3 +68,51 @@ def _rows(a: Action) -> str:
 
 def as_json(plan: Plan) -> str:
     return json.dumps(plan.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
+MARKER = "<!-- partman-plan:{env} -->"
+
+
+def markdown(plan: Plan, *, timestamps: bool = False) -> str:
+    """For a pull-request comment: summary first, what needs a reviewer's eye in a table, everything else
+    folded. A hidden marker lets CI update one comment in place; the body holds no timestamp unless asked,
+    so an unchanged plan yields an identical comment."""
+    lines = [MARKER.format(env=plan.env), f"### partman plan: `{plan.env}`", ""]
+    lines.append(f"**{summary_line(plan).rstrip('.')} ({plan.env})**" if plan.changes else f"**No changes ({plan.env}).**")
+    if timestamps:
+        lines += ["", f"Planned at {iso(plan.now)}."]
+    errors = [(t.table, e) for t in plan.tables for e in t.errors]
+    if errors:
+        lines += ["", "**Errors**: these tables were not planned:", ""]
+        lines += [f"- `{table}`: {_md(error)}" for table, error in errors]
+    attention = [
+        (a.kind.value, t.table, a.partition, a.bounds, a.reason.value, _rows(a))
+        for t in plan.tables for a in t.actions if a.kind is not ActionKind.CREATE
+    ] + [("kept", t.table, n.partition, n.bounds, f"{n.code} {n.why}", "") for t in plan.tables for n in t.kept]
+    if attention:
+        lines += ["", "| | partition | range | why | rows |", "|---|---|---|---|---|"]
+        for kind, _, partition, bounds, why, rows in attention:
+            lines.append(f"| {kind} | `{partition}` | {_md_range(bounds)} | {_md(why)} | {rows} |")
+    notes = [(t.table, n) for t in plan.tables for n in t.unmanaged + t.warnings]
+    if notes:
+        lines += ["", *[f"- :warning: `{n.partition}` {n.code} {_md(n.why)}" for _, n in notes]]
+    count = sum(len(t.actions) + t.create_parent + (t.config is not None) for t in plan.tables)
+    if count:
+        lines += ["", f"<details><summary>All {count} changes</summary>", "", "```diff"]
+        for t in plan.tables:
+            if t.create_parent:
+                lines.append(f"+ create table {t.table}")
+            for a in t.actions:
+                lines.append(f"{_SIGN[a.kind]} {a.kind.value:<7} {a.partition}  {_range(a.bounds)}  {a.reason.value}")
+            if t.config is not None:
+                lines.append(f"! config  {t.table}  " + ", ".join(f"{k}={v}" for k, v in t.config.to_dict().items()))
+        lines += ["```", "", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_range(b: Bounds) -> str:
+    return f"{iso(b.start) or 'MINVALUE'} → {iso(b.end) or 'MAXVALUE'}"

@@ -58,6 +58,23 @@ class ConfigRow:
         }
 
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ConfigRow":
+        return cls(d["interval_months"], _span_parse(d["premake"]), _span_parse(d["retention"]),
+                   _span_parse(d["retention_grace"]), d["timezone"])
+
+
+def _span_parse(text: Optional[str]) -> Optional[Span3]:
+    """The inverse of _span_text."""
+    if text is None:
+        return None
+    values = dict(zip(("month", "day", "second"), (0, 0, 0)))
+    words = text.split()
+    for n, unit in zip(words[::2], words[1::2]):
+        values[unit.rstrip("s")] = int(n)
+    return (values["month"], values["day"], values["second"])
+
+
 def _span_text(span: Optional[Span3]) -> Optional[str]:
     """An interval literal PostgreSQL reads back as the same (months, days, seconds)."""
     if span is None:
@@ -80,20 +97,22 @@ class TableState:
     unparsed: tuple[tuple[str, str], ...] = ()  # (partition name, bound expression) partman cannot read
     log: tuple[LogEntry, ...] = ()
     config: Optional[ConfigRow] = None
+    log_high_water: Optional[int] = None  # max(partition_log.id) for this parent: moves with every recorded action
 
     @property
     def key_type(self) -> Optional[KeyType]:
         return KeyType.from_catalog(self.key_type_name) if self.key_type_name else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, estimates: bool = True) -> dict[str, Any]:
+        """estimates=False leaves out reltuples, which autovacuum moves without anything having changed."""
         return {
             "table": str(self.ref),
             "oid": self.oid,
             "strategy": self.strategy,
             "key_columns": list(self.key_columns),
             "key_type": self.key_type_name,
-            "partitions": [_partition_dict(p) for p in self.partitions],
-            "default": _partition_dict(self.default) if self.default else None,
+            "partitions": [_partition_dict(p, estimates) for p in self.partitions],
+            "default": _partition_dict(self.default, estimates) if self.default else None,
             "unparsed": [list(u) for u in self.unparsed],
             "log": [
                 {
@@ -108,6 +127,7 @@ class TableState:
                 for e in self.log
             ],
             "config": self.config.to_dict() if self.config else None,
+            "log_high_water": self.log_high_water,
         }
 
     def fingerprint(self) -> str:
@@ -115,20 +135,15 @@ class TableState:
 
         Row presence is left out on purpose: rows that appear in a partition planned for drop are the
         future-data check's business (exit 3), not a stale plan."""
-        data = self.to_dict()
-        for p in data["partitions"] + ([data["default"]] if data["default"] else []):
-            p.pop("rows_estimate")
+        data = self.to_dict(estimates=False)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _partition_dict(p: Partition) -> dict[str, Any]:
-    return {
-        "oid": p.oid,
-        "name": str(p.ref),
-        "from": iso(p.bounds.start),
-        "to": iso(p.bounds.end),
-        "rows_estimate": p.rows_estimate,
-    }
+def _partition_dict(p: Partition, estimates: bool = True) -> dict[str, Any]:
+    data = {"oid": p.oid, "name": str(p.ref), "from": iso(p.bounds.start), "to": iso(p.bounds.end)}
+    if estimates:
+        data["rows_estimate"] = p.rows_estimate
+    return data
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class TableSpec:
                 return KeyType.from_spec(column.type)
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_source: bool = False) -> dict[str, Any]:
         """The spec as planned, in a stable JSON-able form (for fingerprints and plan files)."""
         data = asdict(self)
         data["table"] = str(self.table)
@@ -61,8 +61,25 @@ class TableSpec:
         for key in ("premake", "retention", "retention_grace"):
             span = getattr(self, key)
             data[key] = str(span) if span else None
-        data.pop("source")
+        if not with_source:
+            data.pop("source")
         return data
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TableSpec":
+        return cls(
+            table=TableRef.parse(d["table"]),
+            partition_key=d["partition_key"],
+            interval=Interval(d["interval"]),
+            premake=Span.parse(d["premake"]) if d["premake"] else None,
+            retention=Span.parse(d["retention"]) if d["retention"] else None,
+            retention_grace=Span.parse(d["retention_grace"]),
+            timezone=d["timezone"],
+            columns=tuple(Column(**c) for c in d["columns"]),
+            primary_key=tuple(d["primary_key"]),
+            env=d["env"],
+            source=d.get("source", "(plan file)"),
+        )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,261 @@
+"""Drift: how far the database has strayed from the specs, per table, from a plan and the snapshot it came from.
+
+Pure, like the planner: handed the clock and the observed state; `partman drift` does the reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Optional
+
+from .intervals import Span
+from .model import Bounds, KeyType, KeyValue, iso
+from .plan import ActionKind, Plan, Reason, TablePlan
+from .snapshot import Snapshot, TableState
+from .spec import TableSpec
+from .timeline import Grid, KeySpace, window
+
+
+class Kind(str, Enum):
+    RUNWAY = "runway"
+    MISSING = "missing"
+    GAP = "gap"
+    UNMANAGED = "unmanaged"
+    EXPIRED = "expired"
+    GRACE_ELAPSED = "grace_elapsed"
+    DEFAULT_ROWS = "default_rows"
+    PARENT = "parent"
+    PENDING = "pending_changes"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: Kind
+    detail: str
+    partition: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "partition": self.partition, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class TableDrift:
+    table: str
+    env: str
+    runway_seconds: Optional[float]  # None when the table or its key cannot be read
+    min_runway_seconds: float
+    missing: int = 0
+    unmanaged: int = 0
+    default_rows: int = 0
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "env": self.env,
+            "in_sync": self.in_sync,
+            "runway_seconds": self.runway_seconds,
+            "min_runway_seconds": self.min_runway_seconds,
+            "missing_partitions": self.missing,
+            "unmanaged_partitions": self.unmanaged,
+            "default_rows": self.default_rows,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    env: str
+    now: datetime
+    tables: tuple[TableDrift, ...]
+
+    @property
+    def in_sync(self) -> bool:
+        return all(t.in_sync for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "now": iso(self.now), "in_sync": self.in_sync, "tables": [t.to_dict() for t in self.tables]}
+
+
+def report(
+    specs: list[TableSpec],
+    snapshot: Snapshot,
+    plan: Plan,
+    *,
+    now: datetime,
+    default_rows: dict[int, int],
+    min_runway: Optional[Span] = None,
+) -> Report:
+    by_table = {t.table: t for t in plan.tables}
+    tables = tuple(
+        _table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), by_table[spec.table], now, default_rows, min_runway)
+        for spec in sorted(specs, key=lambda s: s.table)
+    )
+    return Report(plan.env, now, tables)
+
+
+def _table(
+    spec: TableSpec, state: TableState, tp: TablePlan, now: datetime, default_rows: dict[int, int], min_runway: Optional[Span]
+) -> TableDrift:
+    space = KeySpace(tp.key_type, spec.timezone) if tp.key_type else None
+    floor = _min_runway(spec, now, min_runway)
+    findings: list[Finding] = []
+    if state.oid is None:
+        findings.append(Finding(Kind.PARENT, f"{spec.table} does not exist"))
+    for error in tp.errors:
+        findings.append(Finding(Kind.PARENT, error))
+    runway = _runway(state, space, now) if space and state.oid is not None else None
+    if runway is not None and runway < floor:
+        findings.append(Finding(Kind.RUNWAY, f"partitions cover {_days(runway)} ahead, less than the minimum {_days(floor)}"))
+    creates = [a for a in tp.actions if a.kind is ActionKind.CREATE]
+    if state.oid is not None and creates:
+        findings.append(Finding(Kind.MISSING, f"{len(creates)} partitions missing inside the horizon"))
+        if space:
+            for gap in _gaps(state, spec, space, now):
+                findings.append(Finding(Kind.GAP, f"no partition covers [{iso(gap.start)}, {iso(gap.end)})"))
+    for n in tp.unmanaged:
+        findings.append(Finding(Kind.UNMANAGED, n.why, str(n.partition)))
+    for a in tp.actions:
+        if a.kind is ActionKind.DETACH:
+            findings.append(Finding(Kind.EXPIRED, "expired: retention should have detached it", str(a.partition)))
+        elif a.reason is Reason.RETENTION_GRACE_ELAPSED and not a.attached:
+            findings.append(Finding(Kind.GRACE_ELAPSED, "detached and past its grace: should have been dropped", str(a.partition)))
+    rows = default_rows.get(state.default.oid, 0) if state.default else 0
+    if rows:
+        findings.append(Finding(Kind.DEFAULT_ROWS, f"{rows:,} rows in the default partition", str(state.default.ref)))
+    if tp.changes:
+        findings.append(Finding(Kind.PENDING, "the plan is not empty: run partman plan to see it"))
+    return TableDrift(
+        table=str(spec.table),
+        env=spec.env,
+        runway_seconds=runway,
+        min_runway_seconds=floor,
+        missing=len(creates),
+        unmanaged=len(tp.unmanaged),
+        default_rows=rows,
+        findings=tuple(findings),
+    )
+
+
+def _min_runway(spec: TableSpec, now: datetime, given: Optional[Span]) -> float:
+    """Default: half the premake (half the way to the end of next year when premake is the default)."""
+    local = now.astimezone(KeySpace(KeyType.TIMESTAMPTZ, spec.timezone).zone).replace(tzinfo=None)
+    if given is not None:
+        return (given.add(local) - local).total_seconds()
+    horizon = spec.premake.add(local) if spec.premake else datetime(local.year + 2, 1, 1)
+    return (horizon - local).total_seconds() / 2
+
+
+def _instant(value: KeyValue, space: KeySpace) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=space.zone)
+    return datetime.combine(value, datetime.min.time(), tzinfo=space.zone)
+
+
+def _runway(state: TableState, space: KeySpace, now: datetime) -> float:
+    """Seconds from now to the end of the partitions that cover now without a gap; 0 when nothing covers now."""
+    key = space.key_of(now)
+    covering = next((p for p in state.partitions if p.bounds.contains(key)), None)
+    if covering is None:
+        return 0.0
+    end = covering.bounds.end
+    for p in state.partitions:  # sorted by start: follow the chain of adjacent partitions
+        if end is not None and p.bounds.start == end:
+            end = p.bounds.end
+    if end is None:
+        return float("inf")
+    return max(0.0, (_instant(end, space) - now).total_seconds())
+
+
+def _gaps(state: TableState, spec: TableSpec, space: KeySpace, now: datetime) -> list[Bounds]:
+    """Holes between existing partitions inside the premake window (the tail beyond the last is 'missing')."""
+    w = window(Grid(spec.interval, space), now, spec.premake)
+    inside = [p.bounds for p in state.partitions if p.bounds.overlaps(w)]
+    return [
+        Bounds(a.end, b.start)
+        for a, b in zip(inside, inside[1:])
+        if a.end is not None and b.start is not None and a.end < b.start
+    ]
+
+
+def _days(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "forever"
+    return f"{seconds / 86400:.1f} days"
+
+
+# Output
+
+def text(r: Report) -> str:
+    lines = [f"partman drift for env {r.env} at {iso(r.now)}", ""]
+    for t in r.tables:
+        runway = "n/a" if t.runway_seconds is None else _days(t.runway_seconds)
+        lines.append(f"{t.table}  ({'in sync' if t.in_sync else 'DRIFT'}; runway {runway})")
+        for f in t.findings:
+            where = f" {f.partition}" if f.partition else ""
+            lines.append(f"  ! {f.kind.value}{where}: {f.detail}")
+    drifted = sum(not t.in_sync for t in r.tables)
+    lines += ["", "No drift." if not drifted else f"Drift in {drifted} of {len(r.tables)} tables."]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(r: Report) -> str:
+    lines = [f"<!-- partman-drift:{r.env} -->", f"### partman drift: `{r.env}`", ""]
+    lines.append("**No drift.**" if r.in_sync else f"**Drift in {sum(not t.in_sync for t in r.tables)} tables.**")
+    rows = [(t, f) for t in r.tables for f in t.findings]
+    if rows:
+        lines += ["", "| table | kind | partition | detail |", "|---|---|---|---|"]
+        lines += [f"| `{t.table}` | {f.kind.value} | {f'`{f.partition}`' if f.partition else ''} | {f.detail} |" for t, f in rows]
+    return "\n".join(lines) + "\n"
+
+
+def prometheus(r: Report, *, run_at: datetime) -> str:
+    """The text exposition format for node_exporter's textfile collector: one series per table and
+    environment, zeros for tables in sync."""
+    out: list[str] = []
+
+    def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} gauge")
+        for labels, value in samples:
+            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+            out.append(f"{name}{{{rendered}}} {_number(value)}")
+
+    def each(value) -> list[tuple[dict[str, str], float]]:
+        return [({"env": t.env, "table": t.table}, value(t)) for t in r.tables]
+
+    family("partman_runway_seconds", "Seconds from now to the end of the partitions that cover now without a gap.",
+           each(lambda t: t.runway_seconds if t.runway_seconds is not None else 0))
+    family("partman_missing_partitions", "Partitions missing inside the premake horizon.", each(lambda t: t.missing))
+    family("partman_unmanaged_partitions", "Partitions not recorded in partition_log.", each(lambda t: t.unmanaged))
+    family("partman_default_rows", "Rows in the default partition.", each(lambda t: t.default_rows))
+    family(
+        "partman_drift",
+        "1 when the table shows this kind of drift.",
+        [({"env": t.env, "table": t.table, "kind": k.value}, float(any(f.kind is k for f in t.findings)))
+         for t in r.tables for k in Kind],
+    )
+    family("partman_last_run_timestamp_seconds", "When partman drift last ran.",
+           [({"env": r.env}, run_at.timestamp())])
+    return "\n".join(out) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    return repr(float(value)) if value != int(value) else str(int(value))
+
+
+def as_json(r: Report) -> str:
+    import json
+
+    return json.dumps(r.to_dict(), indent=2) + "\n"
