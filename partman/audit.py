@@ -43,6 +43,14 @@ def record(conn: Connection, ctx: Context, parent: TableRef, action: Action, spa
     start = space.to_log(action.bounds.start) if action.bounds.start is not None else None
     end = space.to_log(action.bounds.end) if action.bounds.end is not None else None
     if action.kind is ActionKind.CREATE:
+        # A live row for this range whose partition is gone (dropped by hand) is closed, not left to clash.
+        conn.execute(
+            sql.SQL(
+                "UPDATE {} SET dropped_at = %s WHERE parent_schema = %s AND parent_name = %s"
+                " AND range_start = %s AND dropped_at IS NULL"
+            ).format(log),
+            (ctx.now, parent.schema, parent.name, start),
+        )
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end,"

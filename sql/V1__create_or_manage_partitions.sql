@@ -503,6 +503,9 @@ BEGIN
                        p_parent, pschema, new_name,
                        ${partitioning.state_schema}.partman_literal(lower(piece), key_type),
                        ${partitioning.state_schema}.partman_literal(upper(piece), key_type)));
+        -- A live row for this range whose partition is gone (dropped by hand) is closed, not left to clash.
+        UPDATE ${partitioning.state_schema}.partition_log SET dropped_at = p_at
+         WHERE parent_schema = pschema AND parent_name = pname AND range_start = lower(piece) AND dropped_at IS NULL;
         INSERT INTO ${partitioning.state_schema}.partition_log
             (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end, created_at, created_by)
         VALUES (pschema, pname, pschema, new_name, lower(piece), upper(piece), p_at, 'sql');

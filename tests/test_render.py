@@ -30,7 +30,7 @@ CASES = {"interval_change_with_retention": interval_change_with_retention}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("fmt, suffix", [(render.text, "txt"), (render.as_json, "json")])
+@pytest.mark.parametrize("fmt, suffix", [(render.text, "txt"), (render.as_json, "json"), (render.markdown, "md")])
 def test_rendered_plan_matches_the_golden_file(case, fmt, suffix):
     body = fmt(CASES[case]())
     path = GOLDEN / case / f"plan.{suffix}"

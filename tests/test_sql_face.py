@@ -349,3 +349,14 @@ def test_manage_partitions_waits_for_the_lock_partman_apply_takes(server, db_url
     holder.join()
     assert waited >= 0.8
     assert_contiguous(ranges(conn, TABLE))
+
+
+def test_a_partition_dropped_by_hand_is_made_again(server, db_url, conn):
+    migrate(server, db_url, interval_months="3")
+    year = db_now(conn).year + 1
+    conn.execute(f"DROP TABLE {TABLE}_{year}_q2")
+    conn.execute("SELECT manage_partitions()")
+    assert f"{TABLE}_{year}_q2" in dict(partitions(conn, TABLE))
+    live = conn.execute("SELECT count(*) FROM partition_log WHERE partition_name = %s AND dropped_at IS NULL",
+                        (f"{TABLE}_{year}_q2",)).fetchone()[0]
+    assert live == 1
