@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from functools import lru_cache
 from datetime import date, datetime
 from typing import Iterable, Optional
 
@@ -40,8 +41,10 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
   LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
 """
 
+# pg_get_expr(relpartbound, 0): a bound holds constants only, and relid 0 spares the server opening every
+# partition to build a deparse context: 0.22 s instead of 0.88 s for 30,000 partitions on a fresh connection.
 _PARTITIONS = """
-SELECT i.inhparent, c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid), c.reltuples
+SELECT i.inhparent, c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0), c.reltuples
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -49,12 +52,12 @@ SELECT i.inhparent, c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.o
 """
 
 _LOG = """
-SELECT l.parent_schema, l.parent_name, l.partition_schema, l.partition_name,
-       l.range_start, l.range_end, l.created_at, l.detached_at,
-       c.oid, c.relispartition, c.reltuples
+SELECT l.parent_schema, l.parent_name, l.range_start, l.range_end, l.detached_at,
+       l.partition_schema, l.partition_name, c.oid, c.relispartition, c.reltuples
   FROM {log} l
-  LEFT JOIN pg_namespace n ON n.nspname = l.partition_schema
+  LEFT JOIN pg_namespace n ON n.nspname = l.partition_schema AND l.detached_at IS NOT NULL
   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = l.partition_name AND c.relkind IN ('r', 'p')
+                       AND l.detached_at IS NOT NULL  -- only detached rows need their table looked up
  WHERE l.dropped_at IS NULL
    AND (l.parent_schema, l.parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
  ORDER BY l.range_start, l.id
@@ -105,14 +108,17 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
         children: dict[int, list] = {}
         for row in cur.fetchall():
             children.setdefault(row[0], []).append(row)
-        logs: dict[TableRef, list[LogEntry]] = {}
+        managed: dict[tuple[str, str], set] = {}
+        detached: dict[tuple[str, str], list[LogEntry]] = {}
         if log_exists:
             cur.execute(
                 sql.SQL(_LOG).format(log=sql.Identifier(state_schema, "partition_log")),
                 {"schemas": schemas, "names": names},
             )
             for row in cur.fetchall():
-                logs.setdefault(TableRef(row[0], row[1]), []).append(_log_entry(row))
+                managed.setdefault((row[0], row[1]), set()).add((row[2], row[3]))
+                if row[4] is not None:
+                    detached.setdefault((row[0], row[1]), []).append(_log_entry(row))
             cur.execute(
                 sql.SQL(_HIGH_WATER).format(log=sql.Identifier(state_schema, "partition_log")),
                 {"schemas": schemas, "names": names},
@@ -136,7 +142,9 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
 
         tables = {
             ref: replace(
-                _table_state(ref, parents[ref], children, logs.get(ref, [])),
+                _table_state(ref, parents[ref], children),
+                managed=frozenset(managed.get((ref.schema, ref.name), ())),
+                detached=tuple(detached.get((ref.schema, ref.name), ())),
                 config=configs.get(ref),
                 log_high_water=high_water.get(ref),
             )
@@ -159,7 +167,7 @@ def row_presence(cur, partitions: list[Partition]) -> dict[int, bool]:
     return {oid: bool(present) for oid, present in cur.fetchall()}
 
 
-def _table_state(ref: TableRef, parent: tuple, children: dict[int, list], log: list[LogEntry]) -> TableState:
+def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> TableState:
     _, _, oid, relkind, strat, key_columns, key_type_name = parent
     if oid is None:
         return TableState(ref)
@@ -169,7 +177,6 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list], log: l
         strategy=_STRATEGY.get(strat) if relkind == "p" else None,
         key_columns=tuple(key_columns or ()),
         key_type_name=key_type_name,
-        log=tuple(log),
     )
     key_type = state.key_type if len(state.key_columns) == 1 else None
     partitions, unparsed, default = [], [], None
@@ -193,12 +200,11 @@ def _span3(value):
 
 
 def _log_entry(row: tuple) -> LogEntry:
-    _, _, pschema, pname, start, end, created, detached, relid, is_partition, reltuples = row
+    _, _, start, end, detached, pschema, pname, relid, is_partition, reltuples = row
     return LogEntry(
         partition=TableRef(pschema, pname),
         start=start,
         end=end,
-        created_at=created,
         detached_at=detached,
         relid=relid,
         is_partition=bool(is_partition),
@@ -210,6 +216,7 @@ _RANGE = re.compile(r"^FOR VALUES FROM \((.+)\) TO \((.+)\)$")
 _LITERAL = re.compile(r"^'((?:[^']|'')*)'(?:::[a-z ]+)?$")
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_bound(expr: str, key_type: KeyType) -> Optional[Bounds]:
     """Bounds of a range partition from pg_get_expr(relpartbound), printed with TimeZone UTC and DateStyle ISO."""
     m = _RANGE.match(expr)

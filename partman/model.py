@@ -38,10 +38,7 @@ class KeyType(str, Enum):
 
     @classmethod
     def from_catalog(cls, type_name: str) -> Optional["KeyType"]:
-        for member in cls:
-            if member.value == type_name:
-                return member
-        return None
+        return cls._value2member_map_.get(type_name)  # type: ignore[return-value]
 
     @classmethod
     def from_spec(cls, type_name: str) -> Optional["KeyType"]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, Optional
+from functools import cached_property
+from typing import Any, Callable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
-from .snapshot import ConfigRow
+from .snapshot import ConfigRow, structure_fingerprint
 
 FORMAT_VERSION = 1
 
@@ -92,11 +93,26 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Basis:
+    """What a table's plan was computed from, in the comparable form a saved plan keeps. Built only when
+    asked for (a plan file, an apply): for 30,000 partitions it costs more than the planning itself."""
+
+    compute: Callable[[], dict] = dict
+
+    @cached_property
+    def observed(self) -> dict:
+        return self.compute()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return structure_fingerprint(self.observed)
+
+
+@dataclass(frozen=True)
 class TablePlan:
     table: TableRef
     source: str
     key_type: Optional[KeyType]
-    observed_fingerprint: str
     spec_fingerprint: str
     create_parent: bool = False
     actions: tuple[Action, ...] = ()
@@ -107,7 +123,15 @@ class TablePlan:
     config: Optional[ConfigRow] = None  # the partition_config row to write, when it differs from the spec
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
-    observed: dict = field(default_factory=dict, compare=False)
+    basis: Basis = field(default_factory=Basis, compare=False, repr=False)
+
+    @property
+    def observed(self) -> dict:
+        return self.basis.observed
+
+    @property
+    def observed_fingerprint(self) -> str:
+        return self.basis.fingerprint
 
     @property
     def changes(self) -> bool:
@@ -148,7 +172,6 @@ class TablePlan:
             table=TableRef.parse(d["table"]),
             source=d["source"],
             key_type=kt,
-            observed_fingerprint=d["observed_fingerprint"],
             spec_fingerprint=d["spec_fingerprint"],
             create_parent=d["create_parent"],
             actions=tuple(Action.from_dict(a, kt) for a in d["actions"]),
@@ -157,7 +180,7 @@ class TablePlan:
             warnings=tuple(Note.from_dict(n, kt) for n in d["warnings"]),
             errors=tuple(d["errors"]),
             config=ConfigRow.from_dict(d["config"]) if d.get("config") else None,
-            observed=observed or {},
+            basis=Basis(lambda: observed or {}),
         )
 
 

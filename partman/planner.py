@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Iterable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef
 from .naming import partition_name
-from .plan import Action, ActionKind, Note, Plan, Reason, TablePlan
+from .plan import Action, ActionKind, Basis, Note, Plan, Reason, TablePlan
 from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from .spec import TableSpec
@@ -42,7 +43,7 @@ def presence_needed(spec: TableSpec, state: TableState, now: datetime) -> list[P
         return []
     grid, _ = layout
     now_key = grid.space.key_of(now)
-    managed = _managed_ranges(state, grid.space)
+    managed = state.managed
     needed = [p for p in state.partitions if _replaceable(p, grid, now_key, managed)]
     if state.default is not None:
         needed.append(state.default)
@@ -62,22 +63,18 @@ def _layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional
     return Grid(spec.interval, KeySpace(key_type, spec.timezone)), key_type
 
 
-def _managed_ranges(state: TableState, space: KeySpace) -> set[tuple[datetime, datetime]]:
-    return {(e.start, e.end) for e in state.log}
-
-
 def _log_key(p: Partition, space: KeySpace) -> Optional[tuple[datetime, datetime]]:
     if p.bounds.start is None or p.bounds.end is None:
         return None
     return space.to_log(p.bounds.start), space.to_log(p.bounds.end)
 
 
-def _replaceable(p: Partition, grid: Grid, now_key: KeyValue, managed: set) -> bool:
+def _replaceable(p: Partition, grid: Grid, now_key: KeyValue, managed: set, log_key=None) -> bool:
     """A future partition partman made that does not fit the grid: an interval change may replace it."""
     return (
-        _log_key(p, grid.space) in managed
-        and p.bounds.start is not None
+        p.bounds.start is not None
         and p.bounds.start > now_key
+        and (log_key or _log_key(p, grid.space)) in managed
         and not grid.is_slot(p.bounds)
     )
 
@@ -101,9 +98,8 @@ def plan_table(
     base = dict(
         table=spec.table,
         source=spec.source,
-        observed_fingerprint=state.fingerprint(),
         spec_fingerprint=spec.fingerprint(),
-        observed=observed_state(spec, state, has_rows, now),
+        basis=Basis(partial(observed_state, spec, state, has_rows, now)),
     )
     errors = _check_parent(spec, state)
     layout = None if errors else _layout(spec, state)
@@ -113,13 +109,14 @@ def plan_table(
     space = grid.space
     now_key = space.key_of(now)
     cutoff = retention_cutoff(space, now, spec.retention)
-    managed = _managed_ranges(state, space)
+    managed = state.managed
     t = _Table(spec, state, grid, [], [], [], [])
 
     obstacles: list[Bounds] = []
     replaceable: list[Partition] = []
     for p in state.partitions:
-        is_managed = _log_key(p, space) in managed
+        log_key = _log_key(p, space)
+        is_managed = log_key in managed
         expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
         if expired and is_managed:
             _retire(t, p, now)
@@ -130,7 +127,7 @@ def plan_table(
                 else (UNMANAGED, "not in partition_log; left alone")
             )
             t.unmanaged.append(Note(code, p.ref, p.bounds, why))
-        if _replaceable(p, grid, now_key, managed) and not expired:
+        if not expired and _replaceable(p, grid, now_key, managed, log_key):
             if has_rows.get(p.oid, True):
                 t.kept.append(
                     Note(KEPT_WITH_ROWS, p.ref, p.bounds, "holds rows; kept (future-data check), the new layout fills around it")
@@ -250,8 +247,8 @@ def _retire(t: _Table, p: Partition, now: datetime) -> None:
 def _retire_detached(t: _Table, now: datetime) -> None:
     space = t.grid.space
     attached = {_log_key(p, space) for p in t.state.partitions}
-    for entry in t.state.log:
-        if entry.detached_at is None or (entry.start, entry.end) in attached:
+    for entry in t.state.detached:
+        if (entry.start, entry.end) in attached:
             continue  # still attached: re-attaching a detached partition is how a retention mistake is undone
         bounds = Bounds(_from_log(entry.start, space), _from_log(entry.end, space))
         if entry.relid is None or entry.is_partition:

@@ -23,12 +23,11 @@ class Partition:
 
 @dataclass(frozen=True)
 class LogEntry:
-    """A live partition_log row (dropped_at IS NULL) of a managed table, in log space (timestamptz, UTC)."""
+    """A live partition_log row of a partition detached by retention, in log space (timestamptz, UTC)."""
 
     partition: TableRef
     start: datetime
     end: datetime
-    created_at: datetime
     detached_at: Optional[datetime] = None
     relid: Optional[int] = None  # OID of the relation now carrying that name, if any
     is_partition: bool = False  # that relation is attached to some parent
@@ -95,7 +94,9 @@ class TableState:
     partitions: tuple[Partition, ...] = ()
     default: Optional[Partition] = None
     unparsed: tuple[tuple[str, str], ...] = ()  # (partition name, bound expression) partman cannot read
-    log: tuple[LogEntry, ...] = ()
+    # Ranges of the live partition_log rows (dropped_at IS NULL), in log space: the partitions partman owns.
+    managed: frozenset[tuple[datetime, datetime]] = frozenset()
+    detached: tuple[LogEntry, ...] = ()  # the live rows that retention detached, in full
     config: Optional[ConfigRow] = None
     log_high_water: Optional[int] = None  # max(partition_log.id) for this parent: moves with every recorded action
 
@@ -114,17 +115,17 @@ class TableState:
             "partitions": [_partition_dict(p, estimates) for p in self.partitions],
             "default": _partition_dict(self.default, estimates) if self.default else None,
             "unparsed": [list(u) for u in self.unparsed],
-            "log": [
+            "managed": sorted([iso(a), iso(b)] for a, b in self.managed),
+            "detached": [
                 {
                     "partition": str(e.partition),
                     "start": iso(e.start),
                     "end": iso(e.end),
-                    "created_at": iso(e.created_at),
                     "detached_at": iso(e.detached_at),
                     "relid": e.relid,
                     "is_partition": e.is_partition,
                 }
-                for e in self.log
+                for e in self.detached
             ],
             "config": self.config.to_dict() if self.config else None,
             "log_high_water": self.log_high_water,
@@ -135,8 +136,13 @@ class TableState:
 
         Row presence is left out on purpose: rows that appear in a partition planned for drop are the
         future-data check's business (exit 3), not a stale plan."""
-        data = self.to_dict(estimates=False)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return structure_fingerprint(self.to_dict(estimates=False))
+
+
+def structure_fingerprint(observed: dict[str, Any]) -> str:
+    """The fingerprint of an observed table dict, whatever row presence it also carries."""
+    data = {k: v for k, v in observed.items() if k != "presence"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _partition_dict(p: Partition, estimates: bool = True) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Iterator, Optional
 from zoneinfo import ZoneInfo
 
@@ -63,9 +63,15 @@ class KeySpace:
 
         The map is order-preserving and injective per key type, and the SQL face computes the same
         (`(v::timestamp) AT TIME ZONE 'UTC'`), so both faces match log rows to partitions by bounds."""
-        if isinstance(value, datetime):
-            return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return datetime.combine(value, time(), tzinfo=timezone.utc)
+        return _to_log(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _to_log(value: KeyValue) -> datetime:
+    # Cached: the same bounds recur across tables and across each plan's several passes over a table.
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.combine(value, time(), tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

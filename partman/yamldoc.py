@@ -11,6 +11,8 @@ import yaml
 from .errors import SpecError
 
 JsonPath = tuple  # of str keys and int indexes
+# libyaml's composer when present (several times faster on hundreds of spec files); its nodes carry the same marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -37,7 +39,7 @@ def load(path: Path) -> Document:
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

@@ -151,7 +151,7 @@ DECLARE
     m text[];
 BEGIN
     FOR r IN
-        SELECT c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid) AS expr
+        SELECT c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0) AS expr  -- constants only: relid 0 is enough
           FROM pg_inherits i
           JOIN pg_class c ON c.oid = i.inhrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -10,7 +10,7 @@ import yaml
 
 from partman.intervals import Interval, Span
 from partman.model import Bounds, KeyType, TableRef
-from partman.snapshot import LogEntry, Partition, Snapshot, TableState
+from partman.snapshot import Partition, Snapshot, TableState
 from partman.spec import Column, TableSpec
 from partman.timeline import KeySpace
 
@@ -53,7 +53,7 @@ class Layout:
     def __init__(self, table: TableRef = BOOKINGS, key_type: KeyType = KeyType.TIMESTAMPTZ, tz: str = "UTC"):
         self.table, self.key_type, self.space = table, key_type, KeySpace(key_type, tz)
         self.partitions: list[Partition] = []
-        self.log: list[LogEntry] = []
+        self.managed: set = set()
         self.rows: dict[int, bool] = {}
 
     def add(self, start, end, *, managed: bool = True, rows: bool = False, name: Optional[str] = None) -> Partition:
@@ -62,7 +62,7 @@ class Layout:
         self.partitions.append(p)
         self.rows[oid] = rows
         if managed:
-            self.log.append(LogEntry(p.ref, self.space.to_log(start), self.space.to_log(end), utc(2020, 1, 1)))
+            self.managed.add((self.space.to_log(start), self.space.to_log(end)))
         return p
 
     def state(self, configured_for: Optional[TableSpec] = None) -> TableState:
@@ -76,7 +76,7 @@ class Layout:
             key_columns=("start_time",),
             key_type_name=self.key_type.value,
             partitions=tuple(sorted(self.partitions, key=lambda p: p.bounds.start)),
-            log=tuple(self.log),
+            managed=frozenset(self.managed),
             config=desired_config(configured_for) if configured_for else None,
         )
 

@@ -1,5 +1,6 @@
 """The planner as a pure function: hand-built snapshots in, Plan values out."""
 
+from dataclasses import replace
 from datetime import date
 
 from helpers import BOOKINGS, Layout, spec, utc
@@ -124,9 +125,10 @@ def test_a_zero_grace_drops_in_the_same_apply():
 
 def _detached(layout, start, end, detached_at, s, name="bookings_old"):
     ref = TableRef("public", name)
-    entry = LogEntry(ref, start, end, utc(2020, 1, 1), detached_at=detached_at, relid=555, rows_estimate=42)
+    entry = LogEntry(ref, start, end, detached_at=detached_at, relid=555, rows_estimate=42)
     state = layout.state(configured_for=s)
-    return Snapshot(tables={BOOKINGS: TableState(**{**state.__dict__, "log": state.log + (entry,)})}), ref
+    detached = replace(state, managed=state.managed | {(start, end)}, detached=(entry,))
+    return Snapshot(tables={BOOKINGS: detached}), ref
 
 
 def test_a_detached_partition_is_dropped_only_after_its_grace():

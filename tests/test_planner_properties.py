@@ -69,7 +69,8 @@ def simulate(snapshot: Snapshot, p: Plan) -> Snapshot:
     state = snapshot.tables[BOOKINGS]
     space = KeySpace(tp.key_type, "UTC")
     parts = {x.ref: x for x in state.partitions}
-    log = {(e.start, e.end): e for e in state.log}
+    managed = set(state.managed)
+    detached = {(e.start, e.end): e for e in state.detached}
     has_rows = dict(snapshot.has_rows)
     taken = set(snapshot.taken_names)
     next_oid = 10_000 + max([0] + list(has_rows))
@@ -77,22 +78,24 @@ def simulate(snapshot: Snapshot, p: Plan) -> Snapshot:
         key = (space.to_log(a.bounds.start), space.to_log(a.bounds.end))
         if a.kind is ActionKind.DETACH:
             parts.pop(a.partition)
-            log[key] = replace(log[key], detached_at=p.now, relid=a.oid, is_partition=False)
+            detached[key] = LogEntry(a.partition, key[0], key[1], detached_at=p.now, relid=a.oid, is_partition=False)
         elif a.kind is ActionKind.DROP:
             parts.pop(a.partition, None)
-            log.pop(key)
+            managed.discard(key)
+            detached.pop(key, None)
             taken.discard(a.partition)
         else:
             next_oid += 1
             parts[a.partition] = Partition(next_oid, a.partition, a.bounds, 0)
-            log[key] = LogEntry(a.partition, key[0], key[1], p.now)
+            managed.add(key)
             has_rows[next_oid] = False
             taken.add(a.partition)
     new_state = replace(
         state,
         config=tp.config or state.config,
         partitions=tuple(sorted(parts.values(), key=lambda x: x.bounds.start)),
-        log=tuple(sorted(log.values(), key=lambda e: e.start)),
+        managed=frozenset(managed),
+        detached=tuple(sorted(detached.values(), key=lambda e: e.start)),
     )
     return Snapshot(tables={BOOKINGS: new_state}, taken_names=frozenset(taken), has_rows=has_rows)
 
@@ -144,7 +147,7 @@ def test_no_populated_partition_is_dropped_except_by_retention(case):
         if a.kind is ActionKind.DETACH:
             assert a.reason is Reason.RETENTION and a.bounds.end <= cutoff
         if a.kind in (ActionKind.DROP, ActionKind.DETACH):
-            assert any(e.start == layout.space.to_log(a.bounds.start) for e in snap.tables[BOOKINGS].log), "dropped an unmanaged partition"
+            assert any(start == layout.space.to_log(a.bounds.start) for start, _ in snap.tables[BOOKINGS].managed), "dropped an unmanaged partition"
 
 
 @PROPERTY
