@@ -101,8 +101,11 @@ def _apply_table(
 ) -> Outcome:
     def work() -> TablePlan:
         advisory_lock(conn, spec.table)
-        snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
-        todo = _under_lock(shown, spec, snap, plan, exact, protected)
+        if not exact and shown.catalog_digest and catalog.digest(conn, spec.table, ctx.schema) == shown.catalog_digest:
+            todo = shown  # nothing moved: one question answered it, no need to read everything again
+        else:
+            snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
+            todo = _under_lock(shown, spec, snap, plan, exact, protected)
         _execute(conn, todo, spec, ctx)
         return todo
 
@@ -157,20 +160,24 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
 def _execute(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context) -> None:
     assert tp.key_type is not None
     space = KeySpace(tp.key_type, spec.timezone)
-    if tp.create_parent:
-        conn.execute(ddl.create_parent(spec))
-        audit.record_parent(conn, ctx, spec.table)
-    for action in sorted(tp.actions, key=lambda a: (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start)):
-        if action.kind is ActionKind.CREATE:
-            for statement in ddl.create_partition(spec.table, action.partition, action.bounds):
-                conn.execute(statement)
-        elif action.kind is ActionKind.DETACH:
-            conn.execute(ddl.detach_partition(spec.table, action.partition))
-        else:
-            _drop(conn, spec.table, action)
-        audit.record(conn, ctx, spec.table, action, space)
-    if tp.config is not None:
-        audit.write_config(conn, ctx, spec.table, tp.config)
+    ordered = sorted(tp.actions, key=lambda a: (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start))
+    # One pipeline per table: the statements still run one after another, in this transaction, but the client
+    # stops waiting a round trip for each; an error still aborts the transaction at the first failure.
+    with conn.pipeline():
+        if tp.create_parent:
+            conn.execute(ddl.create_parent(spec))
+            audit.record_parent(conn, ctx, spec.table)
+        for action in ordered:
+            if action.kind is ActionKind.CREATE:
+                for statement in ddl.create_partition(spec.table, action.partition, action.bounds):
+                    conn.execute(statement)
+            elif action.kind is ActionKind.DETACH:
+                conn.execute(ddl.detach_partition(spec.table, action.partition))
+            else:
+                _drop(conn, spec.table, action)
+        audit.record_all(conn, ctx, spec.table, ordered, space)
+        if tp.config is not None:
+            audit.write_config(conn, ctx, spec.table, tp.config)
 
 
 def _drop(conn: Connection, parent: TableRef, action: Action) -> None:

@@ -37,37 +37,60 @@ class Context:
     now: datetime  # the plan's clock: partition_log times follow it so grace periods are reproducible
 
 
-def record(conn: Connection, ctx: Context, parent: TableRef, action: Action, space: KeySpace) -> None:
-    """Write one action to partition_log and partition_audit_log, in the caller's transaction."""
+def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[Action], space: KeySpace) -> None:
+    """Write a table's actions to partition_log and partition_audit_log in the caller's transaction: a few
+    set-based statements however many actions, in apply order (detaches, drops, then creates)."""
+    if not actions:
+        return
     log = sql.Identifier(ctx.schema, "partition_log")
-    start = space.to_log(action.bounds.start) if action.bounds.start is not None else None
-    end = space.to_log(action.bounds.end) if action.bounds.end is not None else None
-    if action.kind is ActionKind.CREATE:
-        # A live row for this range whose partition is gone (dropped by hand) is closed, not left to clash.
+    bounds = [(space.to_log(a.bounds.start), space.to_log(a.bounds.end)) for a in actions]
+    owner = (parent.schema, parent.name)
+    for kind, column in ((ActionKind.DETACH, "detached_at"), (ActionKind.DROP, "dropped_at")):
+        ranges = [b for a, b in zip(actions, bounds) if a.kind is kind]
+        if ranges:
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} l SET {} = %s FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
+                    " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = r.s AND l.range_end = r.e"
+                    " AND l.dropped_at IS NULL"
+                ).format(log, sql.Identifier(column)),
+                (ctx.now, [s for s, _ in ranges], [e for _, e in ranges], *owner),
+            )
+    creates = [(a, b) for a, b in zip(actions, bounds) if a.kind is ActionKind.CREATE]
+    if creates:
+        starts = [s for _, (s, _) in creates]
+        # A live row for a range whose partition is gone (dropped by hand) is closed, not left to clash.
         conn.execute(
             sql.SQL(
                 "UPDATE {} SET dropped_at = %s WHERE parent_schema = %s AND parent_name = %s"
-                " AND range_start = %s AND dropped_at IS NULL"
+                " AND range_start = ANY(%s::timestamptz[]) AND dropped_at IS NULL"
             ).format(log),
-            (ctx.now, parent.schema, parent.name, start),
+            (ctx.now, *owner, starts),
         )
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end,"
-                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " created_at) SELECT %s, %s, r.sch, r.nam, r.s, r.e, %s"
+                " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS r(sch, nam, s, e)"
             ).format(log),
-            (parent.schema, parent.name, action.partition.schema, action.partition.name, start, end, ctx.now),
+            (*owner, ctx.now, [a.partition.schema for a, _ in creates], [a.partition.name for a, _ in creates],
+             starts, [e for _, (_, e) in creates]),
         )
-    else:
-        column = "detached_at" if action.kind is ActionKind.DETACH else "dropped_at"
-        conn.execute(
-            sql.SQL(
-                "UPDATE {} SET {} = %s WHERE parent_schema = %s AND parent_name = %s"
-                " AND range_start = %s AND range_end = %s AND dropped_at IS NULL"
-            ).format(log, sql.Identifier(column)),
-            (ctx.now, parent.schema, parent.name, start, end),
-        )
-    _audit(conn, ctx, parent, action.kind.value, action.partition, start, end, action.reason.value, action.rows_estimate)
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (action, partition_name, partition_schema, start_date, end_date, table_name, reason,"
+            " environment, plan_id, partman_version, rows_estimate)"
+            " SELECT r.act, r.nam, r.sch, r.s, r.e, %s, r.why, %s, %s, %s, r.n"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::bigint[])"
+            " WITH ORDINALITY AS r(act, nam, sch, s, e, why, n, i) ORDER BY r.i"
+        ).format(sql.Identifier(ctx.schema, "partition_audit_log")),
+        (
+            str(parent), ctx.env, ctx.plan_id, __version__,
+            [a.kind.value for a in actions], [a.partition.name for a in actions], [a.partition.schema for a in actions],
+            [s for s, _ in bounds], [e for _, e in bounds], [a.reason.value for a in actions],
+            [a.rows_estimate for a in actions],
+        ),
+    )
 
 
 def write_config(conn: Connection, ctx: Context, parent: TableRef, config: ConfigRow) -> None:

@@ -76,12 +76,45 @@ _CONFIG = (
  WHERE (parent_schema, parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))"""
 )
 
-_HIGH_WATER = """
-SELECT parent_schema, parent_name, max(id)
-  FROM {log}
- WHERE (parent_schema, parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
- GROUP BY 1, 2
+# One digest per table of everything a plan's structure depends on: the parent, its partitions (OID and
+# bound), the live partition_log rows (and what each detached one's name points at), the log high-water mark
+# and the partition_config row. Under the lock, apply asks this one question instead of reading it all again.
+_DIGEST = """
+SELECT r.schema, r.name, md5(concat_ws('|', p.oid, p.relkind, pt.partstrat, pt.partattrs::text,
+         (SELECT string_agg(c.oid || ' ' || pg_get_expr(c.relpartbound, 0), ',' ORDER BY c.oid)
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = p.oid)
+         {log_part}{config_part})), {high_water}
+  FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)
+  LEFT JOIN pg_namespace n ON n.nspname = r.schema
+  LEFT JOIN pg_class p ON p.relnamespace = n.oid AND p.relname = r.name AND p.relkind IN ('r', 'p')
+  LEFT JOIN pg_partitioned_table pt ON pt.partrelid = p.oid
 """
+_DIGEST_LOG = """,
+         (SELECT string_agg(concat_ws(' ', l.id, l.range_start, l.range_end, l.detached_at,
+                   CASE WHEN l.detached_at IS NOT NULL
+                        THEN to_regclass(format('%%I.%%I', l.partition_schema, l.partition_name))::oid END), ','
+                   ORDER BY l.id)
+            FROM {log} l WHERE l.parent_schema = r.schema AND l.parent_name = r.name AND l.dropped_at IS NULL)"""
+_DIGEST_CONFIG = """,
+         (SELECT cf::text FROM {config} cf WHERE cf.parent_schema = r.schema AND cf.parent_name = r.name)"""
+_HIGH_WATER = "(SELECT max(l.id) FROM {log} l WHERE l.parent_schema = r.schema AND l.parent_name = r.name)"
+
+
+def _digest_query(state_schema: str, log_exists: bool, config_exists: bool) -> sql.Composed:
+    log = sql.Identifier(state_schema, "partition_log")
+    config = sql.Identifier(state_schema, "partition_config")
+    return sql.SQL(_DIGEST).format(
+        log_part=sql.SQL(_DIGEST_LOG).format(log=log) if log_exists else sql.SQL(""),
+        config_part=sql.SQL(_DIGEST_CONFIG).format(config=config) if config_exists else sql.SQL(""),
+        high_water=sql.SQL(_HIGH_WATER).format(log=log) if log_exists else sql.SQL("NULL::bigint"),
+    )
+
+
+def digest(conn: Connection, table: TableRef, state_schema: str = "public") -> Optional[str]:
+    """The table's structure digest now, as snapshot() computes it; the caller's transaction has the state
+    tables and has set TimeZone UTC (see _SESSION)."""
+    row = conn.execute(_digest_query(state_schema, True, True), {"schemas": [table.schema], "names": [table.name]}).fetchone()
+    return row[2]
 
 _NAMES = """
 SELECT n.nspname, c.relname
@@ -119,13 +152,8 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
                 managed.setdefault((row[0], row[1]), set()).add((row[2], row[3]))
                 if row[4] is not None:
                     detached.setdefault((row[0], row[1]), []).append(_log_entry(row))
-            cur.execute(
-                sql.SQL(_HIGH_WATER).format(log=sql.Identifier(state_schema, "partition_log")),
-                {"schemas": schemas, "names": names},
-            )
-            high_water = {TableRef(s_, n_): hw for s_, n_, hw in cur.fetchall()}
-        else:
-            high_water = {}
+        cur.execute(_digest_query(state_schema, log_exists, config_exists), {"schemas": schemas, "names": names})
+        digests = {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
         configs: dict[TableRef, ConfigRow] = {}
         if config_exists:
             cur.execute(
@@ -146,7 +174,8 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
                 managed=frozenset(managed.get((ref.schema, ref.name), ())),
                 detached=tuple(detached.get((ref.schema, ref.name), ())),
                 config=configs.get(ref),
-                log_high_water=high_water.get(ref),
+                log_high_water=digests[ref][1],
+                digest=digests[ref][0],
             )
             for ref in refs
         }

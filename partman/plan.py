@@ -121,6 +121,7 @@ class TablePlan:
     warnings: tuple[Note, ...] = ()
     errors: tuple[str, ...] = ()
     config: Optional[ConfigRow] = None  # the partition_config row to write, when it differs from the spec
+    catalog_digest: Optional[str] = None  # the server's digest of the structure planned from (catalog._DIGEST)
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
     basis: Basis = field(default_factory=Basis, compare=False, repr=False)

@@ -100,6 +100,7 @@ def plan_table(
         source=spec.source,
         spec_fingerprint=spec.fingerprint(),
         basis=Basis(partial(observed_state, spec, state, has_rows, now)),
+        catalog_digest=state.digest,
     )
     errors = _check_parent(spec, state)
     layout = None if errors else _layout(spec, state)

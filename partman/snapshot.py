@@ -99,6 +99,7 @@ class TableState:
     detached: tuple[LogEntry, ...] = ()  # the live rows that retention detached, in full
     config: Optional[ConfigRow] = None
     log_high_water: Optional[int] = None  # max(partition_log.id) for this parent: moves with every recorded action
+    digest: Optional[str] = None  # the server's digest of this structure (catalog._DIGEST); not part of to_dict
 
     @property
     def key_type(self) -> Optional[KeyType]:

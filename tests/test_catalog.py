@@ -103,3 +103,38 @@ def test_row_presence_is_one_query_however_many_partitions_need_it(db_url, conn)
     present = {oid for oid, rows in snap.has_rows.items() if rows}
     t3_march = snap.tables[TableRef("public", "t3")].partitions[0]
     assert present == {t3_march.oid}
+
+
+def test_the_structure_digest_moves_with_every_change_a_plan_depends_on(db_url, conn):
+    from partman.audit import state_ddl
+
+    conn.execute(state_ddl("public"))
+    conn.execute("CREATE TABLE d (id bigint, start_time timestamptz) PARTITION BY RANGE (start_time)")
+    conn.execute("CREATE TABLE d_1 PARTITION OF d FOR VALUES FROM ('2027-01-01Z') TO ('2027-02-01Z')")
+    ref = TableRef("public", "d")
+
+    def now_digest():
+        with conn.transaction():
+            conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
+            return catalog.digest(conn, ref)
+
+    def snapshot_digest():
+        return catalog.snapshot(conn, [spec(table=ref)], now=NOW).tables[ref].digest
+
+    seen = [now_digest()]
+    assert snapshot_digest() == seen[0], "snapshot and the check under lock compute the same digest"
+    conn.execute("INSERT INTO d VALUES (1, '2027-01-05Z')")
+    assert now_digest() == seen[0], "rows are not structure"
+    for change in (
+        "CREATE TABLE d_2 PARTITION OF d FOR VALUES FROM ('2027-02-01Z') TO ('2027-03-01Z')",
+        "INSERT INTO partition_log (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end)"
+        " VALUES ('public', 'd', 'public', 'd_2', '2027-02-01Z', '2027-03-01Z')",
+        "UPDATE partition_log SET detached_at = now()",
+        "INSERT INTO partition_config (parent_schema, parent_name, interval_months) VALUES ('public', 'd', 1)",
+        "UPDATE partition_config SET retention = '3 months'",
+        "ALTER TABLE d DETACH PARTITION d_1",
+    ):
+        conn.execute(change)
+        seen.append(now_digest())
+        assert seen[-1] not in seen[:-1], change
+        assert snapshot_digest() == seen[-1]
