@@ -1,4 +1,5 @@
-"""The applier: per table, one transaction under lock: re-observe, re-plan, re-check rows, DDL, audit, commit."""
+"""The applier: per table, under its advisory lock: finish what an interrupted run began, decide on the catalog as
+it is, create, detach concurrently, drop after the future-data check, and record every action."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Callable, Iterable, Optional
 import psycopg
 from psycopg import Connection
 
-from . import audit, catalog, ddl, planner
+from . import audit, catalog, ddl, planner, retire
 from .errors import Blocked, LockBusy, PartmanError, StalePlan
-from .lock import Ladder, advisory_lock, with_retries
+from .lock import Ladder, advisory_lock, session_lock, with_retries
 from .model import TableRef
 from .plan import APPLY_ORDER, Action, ActionKind, Plan, TablePlan
 from .planfile import what_moved
@@ -99,31 +100,63 @@ def _apply_table(
     exact: bool,
     protected: bool,
 ) -> Outcome:
-    def work() -> TablePlan:
-        advisory_lock(conn, spec.table)
-        if not exact and shown.catalog_digest and catalog.digest(conn, spec.table, ctx.schema) == shown.catalog_digest:
-            todo = shown  # nothing moved: one question answered it, no need to read everything again
-        else:
-            snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
-            todo = _under_lock(shown, spec, snap, plan, exact, protected)
-        _execute(conn, todo, spec, ctx)
-        return todo
-
+    """One table, under its advisory lock held for the whole (a concurrent detach spans transactions):
+    finish an interrupted run, decide on the catalog as it is, then creates that need no drop, each detach or
+    drop, and the creates that needed them. Each partition is either done or untouched at any exit."""
+    done: list[Action] = []
+    name = str(spec.table)
+    space = KeySpace(shown.key_type, spec.timezone) if shown.key_type else None
     try:
-        done = with_retries(conn, ladder, str(spec.table), work)
-    except Blocked as exc:
-        return Outcome(spec.table, Status.BLOCKED, exc.message)
-    except StalePlan as exc:
-        return Outcome(spec.table, Status.STALE, exc.message)
-    except LockBusy as exc:
-        return Outcome(spec.table, Status.LOCK_BUSY, exc.message)
-    except PartmanError as exc:
-        return Outcome(spec.table, Status.ERROR, exc.message)
+        with session_lock(conn, spec.table, ladder):
+            if space is not None:
+                done += retire.recover(conn, spec.table, ctx, ladder, space)
+            todo = with_retries(conn, ladder, name, lambda: _decide(conn, shown, spec, plan, ctx, exact, protected))
+            space = KeySpace(todo.key_type, spec.timezone)
+            leaving = [a for a in todo.actions if a.kind is not ActionKind.CREATE]
+            creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
+            later = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
+            now = [c for c in creates if c not in later]
+            retire.check_empty(conn, leaving)
+            with_retries(conn, ladder, name, lambda: _create(conn, todo, spec, ctx, now, space, first=True))
+            done += now
+            for action in sorted(leaving, key=_order):
+                retire.retire(conn, spec.table, action, ctx, ladder, space)
+                done.append(action)
+            if later:
+                with_retries(conn, ladder, name, lambda: _create(conn, todo, spec, ctx, later, space, first=False))
+                done += later
+    except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
+        return Outcome(spec.table, _STATUS.get(type(exc), Status.ERROR), exc.message + _progress(done), tuple(done))
     except psycopg.Error as exc:
-        return Outcome(spec.table, Status.ERROR, f"{spec.table}: {_first_line(exc)}; nothing changed for this table")
-    if not done.changes:
+        return Outcome(spec.table, Status.ERROR, f"{spec.table}: {_first_line(exc)}" + _progress(done), tuple(done))
+    if not todo.changes and not done:
         return Outcome(spec.table, Status.UNCHANGED, "already in shape (another run did the work)")
-    return Outcome(spec.table, Status.APPLIED, actions=done.actions)
+    return Outcome(spec.table, Status.APPLIED, actions=tuple(done))
+
+
+_STATUS = {Blocked: Status.BLOCKED, StalePlan: Status.STALE, LockBusy: Status.LOCK_BUSY}
+
+
+def _progress(done: list[Action]) -> str:
+    if not done:
+        return "; nothing changed for this table"
+    return f"; {len(done)} actions were completed first (each partition is either done or untouched)"
+
+
+def _order(a: Action) -> tuple:
+    return (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start)
+
+
+def _decide(conn: Connection, shown: TablePlan, spec: TableSpec, plan: Plan, ctx: audit.Context, exact: bool, protected: bool) -> TablePlan:
+    conn.execute(_PIN)
+    if not exact and shown.catalog_digest and catalog.digest(conn, spec.table, ctx.schema) == shown.catalog_digest:
+        return shown  # nothing moved: one question answered it, no need to read everything again
+    snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
+    return _under_lock(shown, spec, snap, plan, exact, protected)
+
+
+# What is read and written under the lock never depends on the session's settings.
+_PIN = "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true)"
 
 
 def _signature(a: Action) -> tuple:
@@ -157,42 +190,20 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
     return fresh
 
 
-def _execute(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context) -> None:
-    assert tp.key_type is not None
-    space = KeySpace(tp.key_type, spec.timezone)
-    ordered = sorted(tp.actions, key=lambda a: (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start))
-    # One pipeline per table: the statements still run one after another, in this transaction, but the client
-    # stops waiting a round trip for each; an error still aborts the transaction at the first failure.
+def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action],
+            space: KeySpace, *, first: bool) -> None:
+    """Creates in one transaction and one pipeline: the statements run one after another, but the client
+    does not wait a round trip for each; the parent and the config row go with the first batch."""
     with conn.pipeline():
-        if tp.create_parent:
+        if first and tp.create_parent:
             conn.execute(ddl.create_parent(spec))
             audit.record_parent(conn, ctx, spec.table)
-        for action in ordered:
-            if action.kind is ActionKind.CREATE:
-                for statement in ddl.create_partition(spec.table, action.partition, action.bounds):
-                    conn.execute(statement)
-            elif action.kind is ActionKind.DETACH:
-                conn.execute(ddl.detach_partition(spec.table, action.partition))
-            else:
-                _drop(conn, spec.table, action)
-        audit.record_all(conn, ctx, spec.table, ordered, space)
-        if tp.config is not None:
+        for action in sorted(creates, key=_order):
+            for statement in ddl.create_partition(spec.table, action.partition, action.bounds):
+                conn.execute(statement)
+        audit.record_all(conn, ctx, spec.table, creates, space)
+        if first and tp.config is not None:
             audit.write_config(conn, ctx, spec.table, tp.config)
-
-
-def _drop(conn: Connection, parent: TableRef, action: Action) -> None:
-    if action.attached:
-        # Detaching first takes the parent before the partition, the order inserts take them in, and stops new
-        # rows from being routed into it; then the future-data check runs with nothing able to add a row.
-        conn.execute(ddl.detach_partition(parent, action.partition))
-        if conn.execute(ddl.has_rows(action.partition)).fetchone()[0]:
-            raise Blocked(
-                f"{action.partition} holds rows (future-data check under lock, just before the drop);"
-                f" {parent} left unchanged: run plan again to see the layout that keeps them"
-            )
-    else:
-        conn.execute(ddl.lock_table(action.partition))
-    conn.execute(ddl.drop_table(action.partition))
 
 
 def _first_line(exc: BaseException) -> str:

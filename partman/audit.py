@@ -50,7 +50,8 @@ def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[A
         if ranges:
             conn.execute(
                 sql.SQL(
-                    "UPDATE {} l SET {} = %s FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
+                    "UPDATE {} l SET {} = %s, pending_action = NULL, pending_since = NULL"
+                    " FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
                     " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = r.s AND l.range_end = r.e"
                     " AND l.dropped_at IS NULL"
                 ).format(log, sql.Identifier(column)),

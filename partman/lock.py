@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, sql
 
 from .errors import LockBusy
 from .model import TableRef
@@ -48,25 +49,66 @@ def advisory_lock(conn: Connection, table: TableRef) -> None:
     conn.execute(_ADVISORY, (LOCK_CLASS, table.schema, table.name))
 
 
+_SESSION_LOCK = "SELECT pg_advisory_lock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
+_SESSION_UNLOCK = "SELECT pg_advisory_unlock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
+
+
+def attempts(ladder: Ladder, what: str) -> Iterator[int]:
+    """lock_timeout values to try, in order, sleeping between them; LockBusy once the budget is spent.
+
+    The caller breaks out of the loop on success and continues it after a lock timeout."""
+    deadline = time.monotonic() + ladder.budget_s
+    step, count = ladder.first_ms, 0
+    while True:
+        count += 1
+        yield step
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockBusy(
+                f"{what}: lock not obtained in {count} attempts within {ladder.budget_s:g}s"
+                " (another transaction holds it); safe to retry"
+            )
+        time.sleep(min(Ladder.pause(step), remaining))
+        step = max(1, min(ladder.next(step), int((deadline - time.monotonic()) * 1000)))
+
+
 def with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[], T]) -> T:
     """Run work in one transaction with a short lock_timeout; on a lock timeout roll back and retry, longer.
 
     Never waits without a timeout: a DDL statement queued behind a long query queues every later writer
     behind itself, so giving up and retrying is kinder to the application than waiting."""
-    deadline = time.monotonic() + ladder.budget_s
-    step, attempts = ladder.first_ms, 0
-    while True:
-        attempts += 1
+    for step in attempts(ladder, what):
         try:
             with conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{step}ms",))
                 return work()
         except psycopg.errors.LockNotAvailable:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LockBusy(
-                    f"{what}: lock not obtained in {attempts} attempts within {ladder.budget_s:g}s"
-                    " (another transaction holds it); nothing changed, safe to retry"
-                ) from None
-            time.sleep(min(Ladder.pause(step), remaining))
-            step = max(1, min(ladder.next(step), int((deadline - time.monotonic()) * 1000)))
+            continue
+    raise AssertionError("unreachable: attempts() raises when the budget is spent")
+
+
+def statement_with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[int], T]) -> T:
+    """Like with_retries, for statements that cannot run in a transaction block (DETACH … CONCURRENTLY):
+    lock_timeout is set for the session around each attempt. work gets the attempt number (from 0)."""
+    for n, step in enumerate(attempts(ladder, what)):
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{step}ms")))
+        try:
+            return work(n)
+        except psycopg.errors.LockNotAvailable:
+            continue
+        finally:
+            conn.execute("RESET lock_timeout")
+    raise AssertionError("unreachable: attempts() raises when the budget is spent")
+
+
+@contextmanager
+def session_lock(conn: Connection, table: TableRef, ladder: Ladder) -> Iterator[None]:
+    """The table's advisory lock held across several transactions (a concurrent detach needs more than one).
+    Session and transaction advisory locks on one key exclude each other, so the SQL face still waits."""
+    key = (LOCK_CLASS, table.schema, table.name)
+    statement_with_retries(conn, ladder, f"{table}: partman's lock", lambda _: conn.execute(_SESSION_LOCK, key))
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute(_SESSION_UNLOCK, key)

@@ -21,6 +21,7 @@ UNMANAGED_EXPIRED = "PM202"
 DETACHED_MISSING = "PM203"
 DEFAULT_ROWS = "PM204"
 UNREADABLE_BOUND = "PM205"
+INTERRUPTED = "PM207"
 MAX_PARTITIONS_PER_PLAN = 5000
 
 
@@ -116,6 +117,11 @@ def plan_table(
     obstacles: list[Bounds] = []
     replaceable: list[Partition] = []
     for p in state.partitions:
+        if p.detach_pending:
+            if not any(e.pending and e.partition == p.ref for e in state.detached):  # else the log entry says it
+                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted detach is pending; apply finishes it first"))
+            obstacles.append(p.bounds)
+            continue
         log_key = _log_key(p, space)
         is_managed = log_key in managed
         expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
@@ -249,9 +255,12 @@ def _retire_detached(t: _Table, now: datetime) -> None:
     space = t.grid.space
     attached = {_log_key(p, space) for p in t.state.partitions}
     for entry in t.state.detached:
-        if (entry.start, entry.end) in attached:
+        if entry.pending:
+            bounds = Bounds(from_log(entry.start, space), from_log(entry.end, space))
+            t.warnings.append(Note(INTERRUPTED, entry.partition, bounds, f"an interrupted {entry.pending} is recorded; apply finishes it first"))
+        if entry.detached_at is None or (entry.start, entry.end) in attached:
             continue  # still attached: re-attaching a detached partition is how a retention mistake is undone
-        bounds = Bounds(_from_log(entry.start, space), _from_log(entry.end, space))
+        bounds = Bounds(from_log(entry.start, space), from_log(entry.end, space))
         if entry.relid is None or entry.is_partition:
             t.warnings.append(
                 Note(DETACHED_MISSING, entry.partition, bounds, "detached by retention but no longer a standalone table; left alone")
@@ -272,7 +281,7 @@ def _retire_detached(t: _Table, now: datetime) -> None:
             )
 
 
-def _from_log(value: datetime, space: KeySpace) -> KeyValue:
+def from_log(value: datetime, space: KeySpace) -> KeyValue:
     """The inverse of KeySpace.to_log."""
     if space.key_type is KeyType.DATE:
         return value.date()

@@ -19,11 +19,12 @@ class Partition:
     ref: TableRef
     bounds: Bounds
     rows_estimate: Optional[int] = None  # pg_class.reltuples; None when never analyzed
+    detach_pending: bool = False  # an interrupted DETACH … CONCURRENTLY: apply finishes it
 
 
 @dataclass(frozen=True)
 class LogEntry:
-    """A live partition_log row of a partition detached by retention, in log space (timestamptz, UTC)."""
+    """A live partition_log row of a partition detached by retention, or with a pending intent, in log space."""
 
     partition: TableRef
     start: datetime
@@ -32,6 +33,7 @@ class LogEntry:
     relid: Optional[int] = None  # OID of the relation now carrying that name, if any
     is_partition: bool = False  # that relation is attached to some parent
     rows_estimate: Optional[int] = None
+    pending: Optional[str] = None  # 'detach' | 'drop': an intent an interrupted apply left
 
 
 Span3 = tuple[int, int, int]  # an SQL interval as (months, days, seconds): compared exactly, never normalized
@@ -125,6 +127,7 @@ class TableState:
                     "detached_at": iso(e.detached_at),
                     "relid": e.relid,
                     "is_partition": e.is_partition,
+                    "pending": e.pending,
                 }
                 for e in self.detached
             ],
@@ -148,6 +151,8 @@ def structure_fingerprint(observed: dict[str, Any]) -> str:
 
 def _partition_dict(p: Partition, estimates: bool = True) -> dict[str, Any]:
     data = {"oid": p.oid, "name": str(p.ref), "from": iso(p.bounds.start), "to": iso(p.bounds.end)}
+    if p.detach_pending:
+        data["detach_pending"] = True
     if estimates:
         data["rows_estimate"] = p.rows_estimate
     return data

@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS ${partitioning.state_schema}.partition_log (
     detached_at      timestamptz,
     dropped_at       timestamptz,
     created_by       text        NOT NULL DEFAULT 'partman',
+    -- An intent written before a detach or drop that spans transactions (DETACH … CONCURRENTLY), so the
+    -- next run finishes what an interrupted one began.
+    pending_action   text        CHECK (pending_action IN ('detach', 'drop')),
+    pending_since    timestamptz,
     CHECK (range_start < range_end)
 );
 
@@ -144,14 +148,15 @@ $fn$;
 -- bound expressions printed in UTC. NULL bounds are MINVALUE/MAXVALUE; readable is false for what is not understood.
 CREATE OR REPLACE FUNCTION ${partitioning.state_schema}.partman_partitions(p_parent regclass)
 RETURNS TABLE (relid oid, schema_name text, table_name text, range_start timestamptz, range_end timestamptz,
-               is_default boolean, readable boolean)
+               is_default boolean, readable boolean, detach_pending boolean)
 LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' AS $fn$
 DECLARE
     r record;
     m text[];
 BEGIN
     FOR r IN
-        SELECT c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0) AS expr  -- constants only: relid 0 is enough
+        SELECT c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0) AS expr,  -- constants only: relid 0 is enough
+               i.inhdetachpending AS pending
           FROM pg_inherits i
           JOIN pg_class c ON c.oid = i.inhrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -161,6 +166,7 @@ BEGIN
         range_start := NULL; range_end := NULL;
         is_default := r.expr = 'DEFAULT';
         readable := is_default;
+        detach_pending := r.pending;
         m := regexp_match(r.expr, '^FOR VALUES FROM \((.+)\) TO \((.+)\)$');
         IF m IS NOT NULL THEN
             BEGIN
@@ -408,6 +414,12 @@ BEGIN
         IF NOT p.readable THEN
             RAISE NOTICE 'partman: bound of %.% not understood; left alone, and no partition is made', p.schema_name, p.table_name;
             obstacles := obstacles + tstzmultirange(tstzrange(NULL, NULL));
+            CONTINUE;
+        END IF;
+        IF p.detach_pending THEN
+            RAISE NOTICE 'partman: %.% has a detach pending (an interrupted partman apply); partman apply finishes it',
+                p.schema_name, p.table_name;
+            obstacles := obstacles + tstzmultirange(tstzrange(p.range_start, p.range_end));
             CONTINUE;
         END IF;
         managed := EXISTS (SELECT 1 FROM ${partitioning.state_schema}.partition_log l

@@ -183,7 +183,8 @@ def test_a_lock_held_past_the_ladder_exits_4_with_nothing_changed(capsys, workdi
     result = apply(capsys, db_url, specs, "2027-02-15T12:00:00Z", "--lock-budget", "0.8")
     holder.join()
     assert result.code == 4
-    assert "public.bookings: lock not obtained" in result.err and "safe to retry" in result.err
+    assert "public.bookings: partman's lock: lock not obtained" in result.err
+    assert "safe to retry; nothing changed for this table" in result.err
     assert partitions(conn, "public.bookings") == before
 
 
