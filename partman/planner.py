@@ -116,13 +116,24 @@ def plan_table(
 
     obstacles: list[Bounds] = []
     replaceable: list[Partition] = []
+    pending = {(e.start, e.end): e.pending for e in state.detached if e.pending}
     for p in state.partitions:
+        log_key = _log_key(p, space)
         if p.detach_pending:
-            if not any(e.pending and e.partition == p.ref for e in state.detached):  # else the log entry says it
-                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted detach is pending; apply finishes it first"))
+            # An interrupted run's concurrent detach: apply finishes it first, so the plan shows it as the
+            # action it was and plans around its completion.
+            intent = pending.get(log_key)
+            if intent == "drop":
+                t.actions.append(Action(ActionKind.DROP, p.ref, p.bounds, Reason.INTERVAL_CHANGE, oid=p.oid))
+                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted drop: this apply finishes it"))
+                continue
+            if intent == "detach":
+                t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, p.rows_estimate, p.oid))
+                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted detach: this apply finishes it"))
+            else:
+                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "a detach is pending (not partman's); left alone"))
             obstacles.append(p.bounds)
             continue
-        log_key = _log_key(p, space)
         is_managed = log_key in managed
         expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
         if expired and is_managed:
@@ -255,12 +266,17 @@ def _retire_detached(t: _Table, now: datetime) -> None:
     space = t.grid.space
     attached = {_log_key(p, space) for p in t.state.partitions}
     for entry in t.state.detached:
-        if entry.pending:
-            bounds = Bounds(from_log(entry.start, space), from_log(entry.end, space))
-            t.warnings.append(Note(INTERRUPTED, entry.partition, bounds, f"an interrupted {entry.pending} is recorded; apply finishes it first"))
+        bounds = Bounds(from_log(entry.start, space), from_log(entry.end, space))
+        if entry.pending and (entry.start, entry.end) not in attached and entry.relid is not None and not entry.is_partition:
+            # Detached by an interrupted run that meant to drop it (or to record a retention detach).
+            if entry.pending == "drop":
+                t.actions.append(Action(ActionKind.DROP, entry.partition, bounds, Reason.INTERVAL_CHANGE, oid=entry.relid, attached=False))
+            t.warnings.append(Note(INTERRUPTED, entry.partition, bounds, f"an interrupted {entry.pending}: this apply finishes it"))
+            continue
+        if entry.pending and (entry.start, entry.end) in attached:
+            t.warnings.append(Note(INTERRUPTED, entry.partition, bounds, f"an interrupted {entry.pending} that never began: planned afresh"))
         if entry.detached_at is None or (entry.start, entry.end) in attached:
             continue  # still attached: re-attaching a detached partition is how a retention mistake is undone
-        bounds = Bounds(from_log(entry.start, space), from_log(entry.end, space))
         if entry.relid is None or entry.is_partition:
             t.warnings.append(
                 Note(DETACHED_MISSING, entry.partition, bounds, "detached by retention but no longer a standalone table; left alone")

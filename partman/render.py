@@ -61,7 +61,7 @@ def _range(b: Bounds) -> str:
 
 
 def _rows(a: Action) -> str:
-    if a.reason is Reason.INTERVAL_CHANGE:
+    if a.reason is Reason.INTERVAL_CHANGE and a.rows_estimate == 0:
         return "empty: checked with EXISTS"
     return "rows unknown" if a.rows_estimate is None else f"~{a.rows_estimate:,} rows"
 
