@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Optional
 import psycopg
 from psycopg import Connection
 
-from . import audit, catalog, ddl, planner, retire
+from . import audit, catalog, ddl, moves, planner, retire
 from .errors import Blocked, LockBusy, PartmanError, StalePlan
 from .lock import Ladder, advisory_lock, session_lock, with_retries
 from .model import TableRef
@@ -61,6 +61,7 @@ def apply_plan(
     ladder: Ladder = Ladder(),
     exact: bool = False,
     protected: bool = False,
+    move_default_rows: bool = False,
     on_table: Optional[Callable[[Outcome], None]] = None,
 ) -> list[Outcome]:
     """Apply every table's part of the plan; one table's failure does not stop the others.
@@ -78,7 +79,9 @@ def apply_plan(
         elif not table_plan.changes:
             outcome = Outcome(table_plan.table, Status.UNCHANGED)
         else:
-            outcome = _apply_table(conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected)
+            outcome = _apply_table(
+                conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected, move_default_rows
+            )
         outcomes.append(outcome)
         if on_table:
             on_table(outcome)
@@ -99,6 +102,7 @@ def _apply_table(
     ladder: Ladder,
     exact: bool,
     protected: bool,
+    move_default_rows: bool = False,
 ) -> Outcome:
     """One table, under its advisory lock held for the whole (a concurrent detach spans transactions):
     finish an interrupted run, decide on the catalog as it is, then creates that need no drop, each detach or
@@ -117,14 +121,21 @@ def _apply_table(
             later = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
             now = [c for c in creates if c not in later]
             retire.check_empty(conn, leaving)
-            with_retries(conn, ladder, name, lambda: _create(conn, todo, spec, ctx, now, space, first=True))
+            beside = None if todo.create_parent else moves.default_of(conn, spec.table)
+            allowed = spec.move_default_rows or move_default_rows
+            if beside is not None:
+                moves.clear_checks(conn, beside[0], ladder)
+                moves.refuse_unless_allowed(conn, beside[0], spec.partition_key, creates, allowed)
+            filled = _creates(conn, todo, spec, ctx, now, space, ladder, beside, allowed, first=True)
             done += now
             for action in sorted(leaving, key=_order):
                 retire.retire(conn, spec.table, action, ctx, ladder, space)
                 done.append(action)
             if later:
-                with_retries(conn, ladder, name, lambda: _create(conn, todo, spec, ctx, later, space, first=False))
+                filled += _creates(conn, todo, spec, ctx, later, space, ladder, beside, allowed, first=False)
                 done += later
+            for partition in filled:
+                moves.analyze(conn, partition, ladder)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
         return Outcome(spec.table, _STATUS.get(type(exc), Status.ERROR), exc.message + _progress(done), tuple(done))
     except psycopg.Error as exc:
@@ -188,6 +199,23 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
     if extra or (fresh.create_parent and not shown.create_parent) or (fresh.config and fresh.config != shown.config):
         raise StalePlan(f"{shown.table} changed since the plan was shown ({len(extra)} new actions); run plan again")
     return fresh
+
+
+def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action], space: KeySpace,
+             ladder: Ladder, beside, allowed: bool, *, first: bool) -> list[TableRef]:
+    """Creates, batched in one transaction, or one at a time beside a default partition (moving its rows in
+    their range when allowed); returns the partitions that received rows."""
+    if beside is None:
+        with_retries(conn, ladder, str(spec.table), lambda: _create(conn, tp, spec, ctx, creates, space, first=first))
+        return []
+    if first and tp.config is not None:
+        with_retries(conn, ladder, str(spec.table), lambda: audit.write_config(conn, ctx, spec.table, tp.config))
+    default, size = beside
+    filled = []
+    for action in sorted(creates, key=_order):
+        if moves.create_next_to_default(conn, spec.table, default, size, spec.partition_key, action, ctx, space, ladder, allowed):
+            filled.append(action.partition)
+    return filled
 
 
 def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action],

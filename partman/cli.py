@@ -139,14 +139,17 @@ def apply(
     state_schema: Optional[str] = SchemaOpt,
     lock_timeout_ms: int = typer.Option(100, "--lock-timeout-ms", min=1, help="lock_timeout of the first attempt."),
     lock_budget_s: float = typer.Option(30.0, "--lock-budget", min=0.0, help="Seconds of retries before giving up (exit 4)."),
+    move_default_rows: bool = typer.Option(
+        False, "--move-default-rows", help="Move rows from the default partition into new partitions covering them."
+    ),
 ) -> None:
-    """Plan, confirm and apply; or apply exactly a saved plan. Per table: one transaction under its advisory lock."""
+    """Plan, confirm and apply; or apply exactly a saved plan. Per table: under its advisory lock, short lock timeouts."""
     from . import render
     from .lock import Ladder
 
     ladder = Ladder(first_ms=lock_timeout_ms, budget_s=lock_budget_s)
     if len(specs) == 1 and specs[0].suffix == ".json" and specs[0].is_file():
-        _apply_saved(specs[0], env, project_file, database_url, state_schema, ladder)
+        _apply_saved(specs[0], env, project_file, database_url, state_schema, ladder, move_default_rows)
         return
     if env is None:
         raise typer.BadParameter("is required with spec files", param_hint="--env")
@@ -172,11 +175,11 @@ def apply(
         if answer.strip() != "yes":
             OUT.info("Apply cancelled; nothing changed.")
             raise typer.Exit(1)
-    code = _run_apply(session, the_plan, str(uuid.uuid4()), ladder, exact=False)
+    code = _run_apply(session, the_plan, str(uuid.uuid4()), ladder, exact=False, move_default_rows=move_default_rows)
     raise typer.Exit(code or (1 if withheld else 0))
 
 
-def _apply_saved(path: Path, env: Optional[str], project_file, database_url, state_schema, ladder) -> None:
+def _apply_saved(path: Path, env: Optional[str], project_file, database_url, state_schema, ladder, move_default_rows) -> None:
     """Apply exactly what was reviewed: same target, same specs, same state, or nothing at all."""
     from . import planfile, render
 
@@ -191,10 +194,10 @@ def _apply_saved(path: Path, env: Optional[str], project_file, database_url, sta
         _emit(render.text(saved.plan), color=True)
     if not saved.plan.changes:
         raise typer.Exit(1 if saved.plan.errors else 0)
-    raise typer.Exit(_run_apply(session, saved.plan, saved.plan_id, ladder, exact=True))
+    raise typer.Exit(_run_apply(session, saved.plan, saved.plan_id, ladder, exact=True, move_default_rows=move_default_rows))
 
 
-def _run_apply(session: "_Session", the_plan: Any, plan_id: str, ladder: Any, *, exact: bool) -> int:
+def _run_apply(session: "_Session", the_plan: Any, plan_id: str, ladder: Any, *, exact: bool, move_default_rows: bool) -> int:
     from .apply import Status, apply_plan, exit_code
     from .audit import Context
 
@@ -203,7 +206,8 @@ def _run_apply(session: "_Session", the_plan: Any, plan_id: str, ladder: Any, *,
     with _progress(len(todo)) as advance:
         outcomes = apply_plan(
             session.conn, the_plan, session.specs, ctx=ctx, ladder=ladder, exact=exact,
-            protected=session.protected and not exact, on_table=lambda o: advance(_report(o)),
+            protected=session.protected and not exact, move_default_rows=move_default_rows,
+            on_table=lambda o: advance(_report(o)),
         )
     applied = [o for o in outcomes if o.status is Status.APPLIED]
     done = {kind: sum(a.kind.value == kind for o in applied for a in o.actions) for kind in ("create", "detach", "drop")}
@@ -359,10 +363,24 @@ class _Session:
         return snap
 
     def plan(self, snap=None):
-        from . import planner
+        from . import moves, planner
+        from .plan import ActionKind
 
         snap = snap or self.snapshot()
-        return planner.plan(self.specs, snap, now=self.now, env=self.specs[0].env if self.specs else "")
+        the_plan = planner.plan(self.specs, snap, now=self.now, env=self.specs[0].env if self.specs else "")
+        # Rows waiting in a default partition inside a range to create: one more question, asked only if some do.
+        keys = {s.table: s.partition_key for s in self.specs}
+        requests = [
+            (t.table, a.bounds, (snap.tables[t.table].default.ref, keys[t.table], a.bounds))
+            for t in the_plan.tables
+            for a in t.actions
+            if a.kind is ActionKind.CREATE and snap.tables[t.table].default is not None
+            and snap.has_rows.get(snap.tables[t.table].default.oid)
+        ]
+        if requests:
+            counts = moves.rows_in_ranges(self.conn, [r for _, _, r in requests])
+            the_plan = planner.with_default_rows(the_plan, {(t, b): n for (t, b, _), n in zip(requests, counts)})
+        return the_plan
 
 
 def _only(specs: list, tables: Optional[List[str]]) -> list:

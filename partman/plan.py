@@ -40,6 +40,7 @@ class Action:
     rows_estimate: Optional[int] = None
     oid: Optional[int] = None  # the relation a detach or drop is about, checked again under lock
     attached: bool = True  # a drop of an attached partition detaches it first
+    default_rows: int = 0  # a create: rows in the default partition that fall in its range (they must move)
 
     def to_dict(self, *, saved: bool = False) -> dict[str, Any]:
         """The reviewable form; saved=True adds what apply checks against the catalog (a plan file)."""
@@ -51,6 +52,8 @@ class Action:
             "reason": self.reason.value,
             "rows_estimate": self.rows_estimate,
         }
+        if self.default_rows:
+            data["default_rows"] = self.default_rows
         if saved:
             data.update(oid=self.oid, attached=self.attached)
         return data
@@ -65,6 +68,7 @@ class Action:
             d.get("rows_estimate"),
             d.get("oid"),
             d.get("attached", True),
+            d.get("default_rows", 0),
         )
 
 

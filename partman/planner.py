@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Iterable, Optional
@@ -194,7 +194,7 @@ def plan_table(
                 DEFAULT_ROWS,
                 state.default.ref,
                 Bounds(None, None),
-                "default partition holds rows; creating a partition over their range fails until they are moved",
+                "the default partition holds rows: a create over their range moves them only with move_default_rows",
             )
         )
 
@@ -209,6 +209,18 @@ def plan_table(
         warnings=tuple(sorted(t.warnings, key=_note_order)),
         **base,
     )
+
+
+def with_default_rows(plan: Plan, counts: dict[tuple[TableRef, Bounds], int]) -> Plan:
+    """The plan with each create marked with the default partition's rows in its range (counted by the shell)."""
+    tables = []
+    for t in plan.tables:
+        actions = tuple(
+            replace(a, default_rows=counts.get((t.table, a.bounds), 0)) if a.kind is ActionKind.CREATE else a
+            for a in t.actions
+        )
+        tables.append(replace(t, actions=actions))
+    return replace(plan, tables=tuple(tables))
 
 
 def desired_config(spec: TableSpec) -> ConfigRow:

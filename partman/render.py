@@ -40,7 +40,10 @@ def _table_lines(t: TablePlan) -> list[str]:
     if t.create_parent:
         lines.append(f"  + create table {t.table}")
     for a in t.actions:
-        rows = "" if a.kind is ActionKind.CREATE else f"  ({_rows(a)})"
+        if a.kind is ActionKind.CREATE:
+            rows = f"  (moves {a.default_rows:,} rows from the default partition)" if a.default_rows else ""
+        else:
+            rows = f"  ({_rows(a)})"
         lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")
     if t.config is not None:
         settings = ", ".join(f"{k}={v}" for k, v in t.config.to_dict().items())

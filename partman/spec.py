@@ -45,6 +45,7 @@ class TableSpec:
     primary_key: tuple[str, ...]
     env: str
     source: str  # file:line of the table key, for messages
+    move_default_rows: bool = False
 
     @property
     def declared_key_type(self) -> Optional[KeyType]:
@@ -79,6 +80,7 @@ class TableSpec:
             primary_key=tuple(d["primary_key"]),
             env=d["env"],
             source=d.get("source", "(plan file)"),
+            move_default_rows=d.get("move_default_rows", False),
         )
 
     def fingerprint(self) -> str:
@@ -227,4 +229,5 @@ def _build(doc: Document, env: str) -> TableSpec:
         primary_key=primary_key,
         env=env,
         source=doc.where(("table",)),
+        move_default_rows=bool(merged.get("move_default_rows", False)),
     )

@@ -38,9 +38,11 @@ def partitions(conn, table: str) -> list[tuple[str, str]]:
 
 
 def ranges(conn, table: str) -> list[tuple[str, str]]:
-    """(from, to) literal texts of each partition, ordered."""
+    """(from, to) literal texts of each range partition, ordered (the default partition has none)."""
     out = []
     for _, expr in partitions(conn, table):
+        if expr == "DEFAULT":
+            continue
         inner = expr.removeprefix("FOR VALUES FROM (").removesuffix(")")
         start, end = inner.split(") TO (")
         out.append((start.strip("'"), end.strip("'")))
