@@ -29,7 +29,8 @@ CHECK_PREFIX = "partman_attach_"  # transient constraints; one left by an interr
 
 
 def default_of(conn: Connection, parent: TableRef) -> Optional[tuple[TableRef, int]]:
-    """The parent's default partition and its size in bytes, if it has one."""
+    """The parent's default partition and its size in bytes, when creates must mind it: it holds rows or is
+    large. An empty, small default costs ATTACH nothing, and creates go in one batch as if it were not there."""
     row = conn.execute(
         """SELECT n.nspname, c.relname, pg_relation_size(c.oid)
              FROM pg_partitioned_table pt JOIN pg_class c ON c.oid = pt.partdefid
@@ -37,7 +38,12 @@ def default_of(conn: Connection, parent: TableRef) -> Optional[tuple[TableRef, i
             WHERE pt.partrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))""",
         (parent.schema, parent.name),
     ).fetchone()
-    return (TableRef(row[0], row[1]), row[2]) if row else None
+    if row is None:
+        return None
+    default = TableRef(row[0], row[1])
+    if row[2] <= LARGE_DEFAULT_BYTES and not conn.execute(ddl.has_rows(default)).fetchone()[0]:
+        return None
+    return default, row[2]
 
 
 def _in_range(key: str, bounds: Bounds) -> sql.Composed:

@@ -53,13 +53,19 @@ def find(spec_paths: Iterable[Path]) -> Optional[Path]:
 def load_project(path: Optional[Path]) -> Project:
     if path is None:
         return Project()
-    import jsonschema
+    from fastjsonschema import JsonSchemaException
+
+    from .schema._project_validator import validate
 
     doc = load(path)
-    schema = json.loads(resources.files("partman").joinpath("schema/project.schema.json").read_text())
-    errors = schema_errors(doc, jsonschema.Draft202012Validator(schema))
-    if errors:
-        raise SpecError("\n".join(errors))
+    try:
+        validate(doc.data)
+    except JsonSchemaException:
+        import jsonschema  # only to say everything that is wrong, with lines
+
+        schema = json.loads(resources.files("partman").joinpath("schema/project.schema.json").read_text())
+        errors = schema_errors(doc, jsonschema.Draft202012Validator(schema))
+        raise SpecError("\n".join(errors or [f"{path}:1: does not match the schema"])) from None
     envs = {
         name: Environment(name, e.get("database"), e.get("database_url_env"), bool(e.get("protected", False)))
         for name, e in doc.data["environments"].items()

@@ -92,10 +92,24 @@ def schema() -> dict:
     return json.loads(resources.files("partman").joinpath("schema/partman.schema.json").read_text())
 
 
+@lru_cache(maxsize=None)
 def _validator() -> Any:
-    import jsonschema  # imported lazily: it is the slowest import on the start-up path
+    import jsonschema  # only for invalid files: it reports every error; the generated check is faster to load
 
     return jsonschema.Draft202012Validator(schema())
+
+
+def quick_valid(data: Any) -> bool:
+    """The generated validator (partman/schema/_spec_validator.py): the answer without loading jsonschema."""
+    from fastjsonschema import JsonSchemaException
+
+    from .schema._spec_validator import validate
+
+    try:
+        validate(data)
+    except JsonSchemaException:
+        return False
+    return True
 
 
 def spec_files(paths: Iterable[Path]) -> list[Path]:
@@ -118,17 +132,17 @@ def load_specs(paths: Iterable[Path], env: str, known_envs: Optional[Iterable[st
     """Load, validate and overlay every spec; raise one SpecError listing every problem found."""
     docs: list[Document] = []
     problems: list[str] = []
-    validator = _validator()
     for file in spec_files(paths):
         try:
             doc = load(file)
         except SpecError as exc:
             problems.append(exc.message)
             continue
-        errors = schema_errors(doc, validator)
-        problems.extend(errors)
-        if not errors:
+        if quick_valid(doc.data):
             docs.append(doc)
+            continue
+        errors = schema_errors(doc, _validator())
+        problems.extend(errors or [f"{file}:1: does not match the schema"])
     if problems:
         raise SpecError("\n".join(problems))
 

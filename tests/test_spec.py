@@ -121,3 +121,40 @@ def test_the_example_specs_are_valid_in_every_environment():
     for env in ("dev", "staging", "prod"):
         specs = load_specs([root / "specs"], env, known_envs=["dev", "staging", "prod"])
         assert [str(s.table) for s in specs] == ["public.amenity_booking"]
+
+
+def test_the_generated_validators_match_the_json_schemas():
+    from partman.schema import generate
+
+    for source, target in generate.SCHEMAS.items():
+        assert (generate.HERE / target).read_text() == generate.code_for(source), f"run python -m partman.schema.generate"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"table": "b", "partition_key": "k", "interval": "hourly"},
+        {"table": "b", "partition_key": "k", "interval": "daily", "retension": "1 day"},
+        {"table": "b", "partition_key": "k", "interval": "daily", "premake": "soon"},
+        {"table": "b", "partition_key": "k", "interval": "daily", "environments": {"dev": {"table": "c"}}},
+        {"table": "b", "partition_key": "k", "interval": "daily", "columns": [{"name": "x"}]},
+        {"table": "b", "partition_key": "k", "interval": "daily", "primary_key": ["a", "a"]},
+        {"table": "", "partition_key": "k", "interval": "daily"},
+        {"partition_key": "k", "interval": "daily"},
+        {"table": "b", "partition_key": "k", "interval": "daily", "retention": None, "move_default_rows": "yes"},
+    ],
+)
+def test_the_quick_check_and_jsonschema_agree_on_invalid_specs(data):
+    from partman.spec import _validator, quick_valid
+
+    assert not quick_valid(data)
+    assert list(_validator().iter_errors(data))
+
+
+def test_the_quick_check_accepts_the_example_spec():
+    import yaml
+
+    from partman.spec import quick_valid
+
+    root = Path(__file__).parent.parent
+    assert quick_valid(yaml.safe_load((root / "specs" / "amenity_booking.yaml").read_text()))
