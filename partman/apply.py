@@ -118,22 +118,24 @@ def _apply_table(
             space = KeySpace(todo.key_type, spec.timezone)
             leaving = [a for a in todo.actions if a.kind is not ActionKind.CREATE]
             creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
-            later = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
-            now = [c for c in creates if c not in later]
+            # Creates over a range a drop frees must wait for it; the rest go first, so a blocked drop
+            # never costs the table its runway.
+            dependent = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
+            independent = [c for c in creates if c not in dependent]
             retire.check_empty(conn, leaving)
             beside = None if todo.create_parent else moves.default_of(conn, spec.table)
             allowed = spec.move_default_rows or move_default_rows
             if beside is not None:
                 moves.clear_checks(conn, beside[0], ladder)
                 moves.refuse_unless_allowed(conn, beside[0], spec.partition_key, creates, allowed)
-            filled = _creates(conn, todo, spec, ctx, now, space, ladder, beside, allowed, first=True)
-            done += now
+            filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, first=True)
+            done += independent
             for action in sorted(leaving, key=_order):
                 retire.retire(conn, spec.table, action, ctx, ladder, space)
                 done.append(action)
-            if later:
-                filled += _creates(conn, todo, spec, ctx, later, space, ladder, beside, allowed, first=False)
-                done += later
+            if dependent:
+                filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, first=False)
+                done += dependent
             for partition in filled:
                 moves.analyze(conn, partition, ladder)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:

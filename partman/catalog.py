@@ -110,6 +110,15 @@ def _digest_query(state_schema: str, log_exists: bool, config_exists: bool) -> s
     )
 
 
+def _high_water_query(state_schema: str, log_exists: bool) -> sql.Composed:
+    """The high-water marks alone, shaped like the digest query's rows (no digest)."""
+    return sql.SQL(
+        "SELECT r.schema, r.name, NULL::text, {high_water} FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)"
+    ).format(
+        high_water=sql.SQL(_HIGH_WATER).format(log=sql.Identifier(state_schema, "partition_log")) if log_exists else sql.SQL("NULL::bigint")
+    )
+
+
 def digest(conn: Connection, table: TableRef, state_schema: str = "public") -> Optional[str]:
     """The table's structure digest now, as snapshot() computes it; the caller's transaction has the state
     tables and has set TimeZone UTC (see _SESSION)."""
@@ -123,8 +132,11 @@ SELECT n.nspname, c.relname
 """
 
 
-def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, state_schema: str = "public") -> Snapshot:
-    """Read everything the planner needs about these tables: seven queries, plus one for row presence."""
+def snapshot(
+    conn: Connection, specs: Iterable[TableSpec], *, now: datetime, state_schema: str = "public", digests: bool = False
+) -> Snapshot:
+    """Read everything the planner needs about these tables: six queries, plus one for row presence, plus one
+    for the structure digests that apply checks under its lock (digests=True; plan and drift skip it)."""
     from .planner import presence_needed
 
     specs = list(specs)
@@ -152,8 +164,11 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
                 managed.setdefault((row[0], row[1]), set()).add((row[2], row[3]))
                 if row[4] is not None or row[10] is not None:
                     detached.setdefault((row[0], row[1]), []).append(_log_entry(row))
-        cur.execute(_digest_query(state_schema, log_exists, config_exists), {"schemas": schemas, "names": names})
-        digests = {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
+        if digests:
+            cur.execute(_digest_query(state_schema, log_exists, config_exists), {"schemas": schemas, "names": names})
+        else:
+            cur.execute(_high_water_query(state_schema, log_exists), {"schemas": schemas, "names": names})
+        summary = {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
         configs: dict[TableRef, ConfigRow] = {}
         if config_exists:
             cur.execute(
@@ -174,8 +189,8 @@ def snapshot(conn: Connection, specs: Iterable[TableSpec], *, now: datetime, sta
                 managed=frozenset(managed.get((ref.schema, ref.name), ())),
                 detached=tuple(detached.get((ref.schema, ref.name), ())),
                 config=configs.get(ref),
-                log_high_water=digests[ref][1],
-                digest=digests[ref][0],
+                log_high_water=summary[ref][1],
+                digest=summary[ref][0],
             )
             for ref in refs
         }

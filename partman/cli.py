@@ -154,7 +154,7 @@ def apply(
     if env is None:
         raise typer.BadParameter("is required with spec files", param_hint="--env")
     session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables)
-    the_plan = session.plan()
+    the_plan = session.plan(digests=True)
     if not OUT.quiet:
         _emit(render.text(the_plan), color=True)
     withheld = 0
@@ -355,18 +355,19 @@ class _Session:
         settings = project.environments.get(env)
         return cls(specs, project, conn, None, state_schema or project.state_schema, bool(settings and settings.protected))
 
-    def snapshot(self):
+    def snapshot(self, digests: bool = False):
         from . import catalog
 
-        snap = catalog.snapshot(self.conn, self.specs, now=self.now, state_schema=self.state_schema)
+        snap = catalog.snapshot(self.conn, self.specs, now=self.now, state_schema=self.state_schema, digests=digests)
         OUT.debug(f"read {sum(len(t.partitions) for t in snap.tables.values())} partitions of {len(snap.tables)} tables")
         return snap
 
-    def plan(self, snap=None):
+    def plan(self, snap=None, digests: bool = False):
+        """digests=True for a plan that apply will carry out: it checks them under each table's lock."""
         from . import moves, planner
         from .plan import ActionKind
 
-        snap = snap or self.snapshot()
+        snap = snap or self.snapshot(digests)
         the_plan = planner.plan(self.specs, snap, now=self.now, env=self.specs[0].env if self.specs else "")
         # Rows waiting in a default partition inside a range to create: one more question, asked only if some do.
         keys = {s.table: s.partition_key for s in self.specs}
