@@ -112,9 +112,11 @@ def _apply_table(
     space = KeySpace(shown.key_type, spec.timezone) if shown.key_type else None
     try:
         with session_lock(conn, spec.table, ladder):
-            if space is not None:
+            view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+            if view.pending and space is not None:
                 done += retire.recover(conn, spec.table, ctx, ladder, space)
-            todo = with_retries(conn, ladder, name, lambda: _decide(conn, shown, spec, plan, ctx, exact, protected))
+                view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+            todo = with_retries(conn, ladder, name, lambda: _decide(conn, shown, spec, plan, ctx, exact, protected, view))
             space = KeySpace(todo.key_type, spec.timezone)
             leaving = [a for a in todo.actions if a.kind is not ActionKind.CREATE]
             creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
@@ -123,7 +125,7 @@ def _apply_table(
             dependent = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
             independent = [c for c in creates if c not in dependent]
             retire.check_empty(conn, leaving)
-            beside = None if todo.create_parent else moves.default_of(conn, spec.table)
+            beside = None if todo.create_parent else moves.to_mind(conn, view.default)
             allowed = spec.move_default_rows or move_default_rows
             if beside is not None:
                 moves.clear_checks(conn, beside[0], ladder)
@@ -160,9 +162,16 @@ def _order(a: Action) -> tuple:
     return (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start)
 
 
-def _decide(conn: Connection, shown: TablePlan, spec: TableSpec, plan: Plan, ctx: audit.Context, exact: bool, protected: bool) -> TablePlan:
+def _look(conn: Connection, spec: TableSpec, ctx: audit.Context) -> catalog.LockView:
     conn.execute(_PIN)
-    if not exact and shown.catalog_digest and catalog.digest(conn, spec.table, ctx.schema) == shown.catalog_digest:
+    return catalog.under_lock(conn, spec.table, ctx.schema)
+
+
+def _decide(
+    conn: Connection, shown: TablePlan, spec: TableSpec, plan: Plan, ctx: audit.Context, exact: bool, protected: bool,
+    view: catalog.LockView,
+) -> TablePlan:
+    if not exact and shown.catalog_digest and view.digest == shown.catalog_digest:
         return shown  # nothing moved: one question answered it, no need to read everything again
     snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
     return _under_lock(shown, spec, snap, plan, exact, protected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from datetime import date, datetime
 from typing import Iterable, Optional
@@ -119,11 +119,35 @@ def _high_water_query(state_schema: str, log_exists: bool) -> sql.Composed:
     )
 
 
-def digest(conn: Connection, table: TableRef, state_schema: str = "public") -> Optional[str]:
-    """The table's structure digest now, as snapshot() computes it; the caller's transaction has the state
-    tables and has set TimeZone UTC (see _SESSION)."""
-    row = conn.execute(_digest_query(state_schema, True, True), {"schemas": [table.schema], "names": [table.name]}).fetchone()
-    return row[2]
+_UNDER_LOCK = """
+SELECT d.digest,
+       EXISTS (SELECT 1 FROM {log} l WHERE l.parent_schema = %(s)s AND l.parent_name = %(n)s
+                  AND l.dropped_at IS NULL AND l.pending_action IS NOT NULL),
+       dn.nspname, dc.relname, pg_relation_size(dc.oid)
+  FROM ({digest}) AS d(schema, name, digest, high_water)
+  LEFT JOIN pg_partitioned_table pt ON pt.partrelid = to_regclass(format('%%I.%%I', %(s)s::text, %(n)s::text))
+  LEFT JOIN pg_class dc ON dc.oid = pt.partdefid
+  LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace
+"""
+
+
+@dataclass(frozen=True)
+class LockView:
+    """What apply asks, in one question, once it holds a table's lock."""
+
+    digest: Optional[str]  # the structure digest, as snapshot(digests=True) computes it
+    pending: bool  # an interrupted run left an intent in partition_log
+    default: Optional[tuple[TableRef, int]]  # the default partition and its size in bytes
+
+
+def under_lock(conn: Connection, table: TableRef, state_schema: str = "public") -> LockView:
+    """The caller's transaction has the state tables and has set TimeZone UTC (see _SESSION)."""
+    query = sql.SQL(_UNDER_LOCK).format(
+        log=sql.Identifier(state_schema, "partition_log"), digest=_digest_query(state_schema, True, True)
+    )
+    params = {"schemas": [table.schema], "names": [table.name], "s": table.schema, "n": table.name}
+    digest_, pending, dschema, dname, dsize = conn.execute(query, params).fetchone()
+    return LockView(digest_, pending, (TableRef(dschema, dname), dsize) if dname else None)
 
 _NAMES = """
 SELECT n.nspname, c.relname

@@ -49,8 +49,16 @@ def advisory_lock(conn: Connection, table: TableRef) -> None:
     conn.execute(_ADVISORY, (LOCK_CLASS, table.schema, table.name))
 
 
-_SESSION_LOCK = "SELECT pg_advisory_lock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
-_SESSION_UNLOCK = "SELECT pg_advisory_unlock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
+# The session lock is taken with the session's lock_timeout set in the same statement; that timeout then bounds
+# the statements run outside transactions while the lock is held, and the unlock restores the session's own value.
+_SESSION_LOCK = (
+    "SELECT set_config('lock_timeout', %s, false),"
+    " pg_advisory_lock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
+)
+_SESSION_UNLOCK = (
+    "SELECT pg_advisory_unlock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int),"
+    " set_config('lock_timeout', (SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout'), false)"
+)
 
 
 def attempts(ladder: Ladder, what: str) -> Iterator[int]:
@@ -106,7 +114,16 @@ def session_lock(conn: Connection, table: TableRef, ladder: Ladder) -> Iterator[
     """The table's advisory lock held across several transactions (a concurrent detach needs more than one).
     Session and transaction advisory locks on one key exclude each other, so the SQL face still waits."""
     key = (LOCK_CLASS, table.schema, table.name)
-    statement_with_retries(conn, ladder, f"{table}: partman's lock", lambda _: conn.execute(_SESSION_LOCK, key))
+    try:
+        for step in attempts(ladder, f"{table}: partman's lock"):
+            try:
+                conn.execute(_SESSION_LOCK, (f"{step}ms", *key))
+                break
+            except psycopg.errors.LockNotAvailable:
+                continue
+    except LockBusy:
+        conn.execute("RESET lock_timeout")
+        raise
     try:
         yield
     finally:

@@ -28,22 +28,15 @@ LARGE_DEFAULT_BYTES = 8 * 1024 * 1024
 CHECK_PREFIX = "partman_attach_"  # transient constraints; one left by an interrupted run is removed by the next
 
 
-def default_of(conn: Connection, parent: TableRef) -> Optional[tuple[TableRef, int]]:
-    """The parent's default partition and its size in bytes, when creates must mind it: it holds rows or is
-    large. An empty, small default costs ATTACH nothing, and creates go in one batch as if it were not there."""
-    row = conn.execute(
-        """SELECT n.nspname, c.relname, pg_relation_size(c.oid)
-             FROM pg_partitioned_table pt JOIN pg_class c ON c.oid = pt.partdefid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE pt.partrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))""",
-        (parent.schema, parent.name),
-    ).fetchone()
-    if row is None:
+def to_mind(conn: Connection, default: Optional[tuple[TableRef, int]]) -> Optional[tuple[TableRef, int]]:
+    """The default partition (and its size) when creates must mind it: it holds rows or is large. An empty,
+    small default costs ATTACH nothing, and creates go in one batch as if it were not there."""
+    if default is None:
         return None
-    default = TableRef(row[0], row[1])
-    if row[2] <= LARGE_DEFAULT_BYTES and not conn.execute(ddl.has_rows(default)).fetchone()[0]:
+    ref, size = default
+    if size <= LARGE_DEFAULT_BYTES and not conn.execute(ddl.has_rows(ref)).fetchone()[0]:
         return None
-    return default, row[2]
+    return default
 
 
 def _in_range(key: str, bounds: Bounds) -> sql.Composed:

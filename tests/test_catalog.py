@@ -116,7 +116,7 @@ def test_the_structure_digest_moves_with_every_change_a_plan_depends_on(db_url, 
     def now_digest():
         with conn.transaction():
             conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
-            return catalog.digest(conn, ref)
+            return catalog.under_lock(conn, ref).digest
 
     def snapshot_digest():
         return catalog.snapshot(conn, [spec(table=ref)], now=NOW, digests=True).tables[ref].digest
