@@ -98,6 +98,14 @@ _DIGEST_LOG = """,
 _DIGEST_CONFIG = """,
          (SELECT cf::text FROM {config} cf WHERE cf.parent_schema = r.schema AND cf.parent_name = r.name)"""
 _HIGH_WATER = "(SELECT max(l.id) FROM {log} l WHERE l.parent_schema = r.schema AND l.parent_name = r.name)"
+# Many tables at once: one grouped scan of the log, not a lookup per table.
+_HIGH_WATERS = """
+SELECT r.schema, r.name, NULL::text, hw.max
+  FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)
+  LEFT JOIN (SELECT parent_schema, parent_name, max(id) FROM {log}
+              WHERE (parent_schema, parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
+              GROUP BY 1, 2) AS hw ON hw.parent_schema = r.schema AND hw.parent_name = r.name
+"""
 
 
 def _digest_query(state_schema: str, log_exists: bool, config_exists: bool) -> sql.Composed:
@@ -112,11 +120,9 @@ def _digest_query(state_schema: str, log_exists: bool, config_exists: bool) -> s
 
 def _high_water_query(state_schema: str, log_exists: bool) -> sql.Composed:
     """The high-water marks alone, shaped like the digest query's rows (no digest)."""
-    return sql.SQL(
-        "SELECT r.schema, r.name, NULL::text, {high_water} FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)"
-    ).format(
-        high_water=sql.SQL(_HIGH_WATER).format(log=sql.Identifier(state_schema, "partition_log")) if log_exists else sql.SQL("NULL::bigint")
-    )
+    if not log_exists:
+        return sql.SQL("SELECT r.schema, r.name, NULL::text, NULL::bigint FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)")
+    return sql.SQL(_HIGH_WATERS).format(log=sql.Identifier(state_schema, "partition_log"))
 
 
 _UNDER_LOCK = """

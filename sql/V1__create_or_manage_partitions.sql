@@ -42,6 +42,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS partition_log_live_range
     ON ${partitioning.state_schema}.partition_log (parent_schema, parent_name, range_start)
     WHERE dropped_at IS NULL;
 
+-- A table's newest log row (its high-water mark), read under the lock by every apply.
+CREATE INDEX IF NOT EXISTS partition_log_parent_id
+    ON ${partitioning.state_schema}.partition_log (parent_schema, parent_name, id);
+
 CREATE TABLE IF NOT EXISTS ${partitioning.state_schema}.partition_audit_log (
     id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     action           text        NOT NULL CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config')),
