@@ -10,7 +10,6 @@ latency during that window is the stall. The raw cost of each way is measured wi
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 from datetime import datetime, timedelta, timezone

@@ -226,19 +226,19 @@ def snapshot(
         }
         snap = Snapshot(tables=tables, taken_names=taken)
         needed = [p for s in specs for p in presence_needed(s, tables[s.table], now)]
-        return replace(snap, has_rows=row_presence(cur, needed))
+        return replace(snap, has_rows=row_presence(cur, {p.oid: p.ref for p in needed}))
 
 
-def row_presence(cur, partitions: list[Partition]) -> dict[int, bool]:
-    """EXISTS per partition, all in one statement: never count(*), never reltuples."""
-    if not partitions:
+def row_presence(cur, tables: dict[int, TableRef]) -> dict[int, bool]:
+    """EXISTS per table, all in one statement: never count(*), never reltuples. Keys are the caller's (OIDs)."""
+    if not tables:
         return {}
     probes = [
-        sql.SQL("SELECT {}::oid, EXISTS (SELECT 1 FROM {})").format(sql.Literal(p.oid), sql.Identifier(p.ref.schema, p.ref.name))
-        for p in partitions
+        sql.SQL("SELECT {}::oid, EXISTS (SELECT 1 FROM {})").format(sql.Literal(key), sql.Identifier(ref.schema, ref.name))
+        for key, ref in tables.items()
     ]
     cur.execute(sql.SQL(" UNION ALL ").join(probes))
-    return {oid: bool(present) for oid, present in cur.fetchall()}
+    return {key: bool(present) for key, present in cur.fetchall()}
 
 
 def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> TableState:

@@ -6,15 +6,14 @@ A concurrent detach spans transactions, so each step is recorded in partition_lo
 
 from __future__ import annotations
 
-from typing import Optional
-
 from psycopg import Connection, sql
 
-from . import audit, ddl
+from . import audit, catalog, ddl
 from .errors import Blocked, LockBusy
 from .lock import Ladder, statement_with_retries, with_retries
 from .model import Bounds, TableRef
 from .plan import Action, ActionKind, Reason
+from .planner import from_log
 from .timeline import KeySpace
 
 _PENDING = """
@@ -31,12 +30,8 @@ SELECT l.partition_schema, l.partition_name, l.pending_action, l.range_start, l.
 
 def check_empty(conn: Connection, actions: list[Action]) -> None:
     """The future-data check for every partition an interval change would drop, before anything changes."""
-    targets = [a for a in actions if a.kind is ActionKind.DROP and a.reason is Reason.INTERVAL_CHANGE]
-    if not targets:
-        return
-    probes = [sql.SQL("SELECT {}, EXISTS (SELECT 1 FROM {})").format(sql.Literal(str(a.partition)), ddl.ident(a.partition))
-              for a in targets]
-    busy = [name for name, rows in conn.execute(sql.SQL(" UNION ALL ").join(probes)).fetchall() if rows]
+    targets = {a.oid: a.partition for a in actions if a.kind is ActionKind.DROP and a.reason is Reason.INTERVAL_CHANGE}
+    busy = [targets[oid] for oid, rows in catalog.row_presence(conn.cursor(), targets).items() if rows]
     if busy:
         raise Blocked(
             f"{busy[0]} holds rows (future-data check under lock, before anything changed); the table was left"
@@ -142,7 +137,7 @@ def _clear(conn: Connection, parent: TableRef, action: Action, ctx: audit.Contex
     )
 
 
-def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladder, space: Optional[KeySpace]) -> list[Action]:
+def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladder, space: KeySpace) -> list[Action]:
     """Finish the detaches and drops an interrupted run recorded as pending; returns what was done."""
     rows = conn.execute(sql.SQL(_PENDING).format(log=sql.Identifier(ctx.schema, "partition_log")), (parent.schema, parent.name)).fetchall()
     done: list[Action] = []
@@ -150,7 +145,7 @@ def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladd
         partition = TableRef(schema, name)
         kind = ActionKind.DETACH if intent == "detach" else ActionKind.DROP
         reason = Reason.RETENTION if intent == "detach" else Reason.INTERVAL_CHANGE
-        bounds = Bounds(_from_log(start, space), _from_log(end, space))
+        bounds = Bounds(from_log(start, space), from_log(end, space))
         action = Action(kind, partition, bounds, reason, attached=False)
         if exists and detach_pending:
             detach(conn, parent, partition, ladder)  # FINALIZE
@@ -166,7 +161,3 @@ def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladd
     return done
 
 
-def _from_log(value, space: Optional[KeySpace]):
-    from .planner import from_log
-
-    return from_log(value, space) if space else value

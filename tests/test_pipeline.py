@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dbtools import partitions, ranges, run_cli
+from dbtools import partitions, run_cli
 from helpers import spec_data, write_spec
 
 NOW = "2027-02-15T12:00:00Z"

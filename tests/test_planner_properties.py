@@ -4,7 +4,7 @@ A tiny model of apply (detach, drop, create on the snapshot value) lets the prop
 state after the plan, and about the plan after that."""
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from helpers import BOOKINGS, Layout, spec, utc
 
 from partman.intervals import Interval
-from partman.model import Bounds, KeyType
+from partman.model import KeyType
 from partman.plan import ActionKind, Plan, Reason
 from partman.planner import plan
 from partman.snapshot import LogEntry, Partition, Snapshot

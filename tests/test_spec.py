@@ -127,7 +127,7 @@ def test_the_generated_validators_match_the_json_schemas():
     from partman.schema import generate
 
     for source, target in generate.SCHEMAS.items():
-        assert (generate.HERE / target).read_text() == generate.code_for(source), f"run python -m partman.schema.generate"
+        assert (generate.HERE / target).read_text() == generate.code_for(source), "run python -m partman.schema.generate"
 
 
 @pytest.mark.parametrize(

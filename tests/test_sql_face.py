@@ -6,13 +6,13 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 import psycopg
 import pytest
 
 from dbtools import assert_contiguous, count, partitions, ranges, run_cli
-from helpers import spec_data, write_spec
+from helpers import write_spec
 
 from partman import migration
 from partman.errors import SpecError
