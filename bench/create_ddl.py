@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from _servers import servers
+from _writer import Writer
 
 PARENT = "events"
 
@@ -62,23 +63,9 @@ def raw_cost(url: str, create, n: int, offset: int) -> float:
         return (time.perf_counter() - t0) / n
 
 
-class Writer(threading.Thread):
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url, self.stop, self.samples = url, threading.Event(), []
-
-    def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as c:
-            while not self.stop.is_set():
-                t0 = time.perf_counter()
-                c.execute(f"INSERT INTO {PARENT} (at, v) VALUES ('2000-06-01Z', 'x')")
-                self.samples.append((t0, time.perf_counter() - t0))
-                time.sleep(0.002)
-
-
 def stall(url: str, create, i: int, reader_s: float, lock_timeout_ms: int | None) -> tuple[float, float]:
     """(worst insert latency in ms while the DDL ran behind a long reader, seconds until the DDL finished)."""
-    writer = Writer(url)
+    writer = Writer(url, f"INSERT INTO {PARENT} (at, v) VALUES ('2000-06-01Z', 'x')")
     writer.start()
     time.sleep(0.3)
     reader = psycopg.connect(url)

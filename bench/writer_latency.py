@@ -25,22 +25,9 @@ import psycopg
 import yaml
 
 from _servers import servers
+from _writer import Writer
 
 NOW = "2027-02-15T12:00:00+00:00"
-
-
-class Writer(threading.Thread):
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url, self.stop, self.samples = url, threading.Event(), []
-
-    def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as c:
-            while not self.stop.is_set():
-                t0 = time.perf_counter()
-                c.execute("INSERT INTO events (at, v) VALUES ('2027-02-20Z', 'x')")
-                self.samples.append(time.perf_counter() - t0)
-                time.sleep(0.002)
 
 
 def summary(samples: list[float]) -> str:
@@ -88,7 +75,7 @@ def naive(url: str, _: Path) -> None:
 
 
 def measure(url: str, directory: Path, work, reader_s: float) -> list[float]:
-    writer = Writer(url)
+    writer = Writer(url, "INSERT INTO events (at, v) VALUES ('2027-02-20Z', 'x')")
     writer.start()
     time.sleep(0.3)
     reader, release = None, None
@@ -106,7 +93,7 @@ def measure(url: str, directory: Path, work, reader_s: float) -> list[float]:
     writer.join()
     if reader:
         reader.close()
-    return writer.samples[start:]
+    return [latency for _, latency in writer.samples[start:]]
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ def _apply_table(
         with session_lock(conn, spec.table, ladder):
             view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
             if view.pending and space is not None:
-                done += retire.recover(conn, spec.table, ctx, ladder, space)
+                done += retire.recover(conn, spec.table, ctx, ladder, space, concurrent=view.default is None)
                 view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
             todo = with_retries(conn, ladder, name, lambda: _decide(conn, shown, spec, plan, ctx, exact, protected, view))
             space = KeySpace(todo.key_type, spec.timezone)
@@ -133,7 +133,7 @@ def _apply_table(
             filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, first=True)
             done += independent
             for action in sorted(leaving, key=_order):
-                retire.retire(conn, spec.table, action, ctx, ladder, space)
+                retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=view.default is None)
                 done.append(action)
             if dependent:
                 filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, first=False)

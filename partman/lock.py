@@ -20,12 +20,7 @@ T = TypeVar("T")
 # pg_locks (classid = 1885434484); the second is the first 32 bits of md5 of the quoted, qualified table name,
 # computed by the server so the Python tool and the migration's PL/pgSQL take the very same key.
 LOCK_CLASS = 0x70617274
-# The same statement pins TimeZone and DateStyle for the transaction: what apply reads and writes under the
-# lock (bound expressions, digests) must never depend on the session's settings.
-_ADVISORY = (
-    "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true),"
-    " pg_advisory_xact_lock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
-)
+_ADVISORY = "SELECT pg_advisory_xact_lock(%s, ('x' || left(md5(format('%%I.%%I', %s::text, %s::text)), 8))::bit(32)::int)"
 
 
 @dataclass(frozen=True)

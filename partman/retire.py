@@ -39,8 +39,10 @@ def check_empty(conn: Connection, actions: list[Action]) -> None:
         )
 
 
-def retire(conn: Connection, parent: TableRef, action: Action, ctx: audit.Context, ladder: Ladder, space: KeySpace) -> None:
-    """One detach or drop, gently. Raises Blocked if rows appeared (the partition is attached again first)."""
+def retire(conn: Connection, parent: TableRef, action: Action, ctx: audit.Context, ladder: Ladder, space: KeySpace,
+           *, concurrent: bool) -> None:
+    """One detach or drop, gently. Raises Blocked if rows appeared (the partition is attached again first).
+    concurrent: the parent has no default partition, so DETACH … CONCURRENTLY is allowed."""
     if action.kind is ActionKind.DROP and not action.attached:
         _drop(conn, parent, action, ctx, ladder, space)
         return
@@ -48,7 +50,7 @@ def retire(conn: Connection, parent: TableRef, action: Action, ctx: audit.Contex
     with_retries(conn, ladder, f"{action.partition}: {intent}",
                  lambda: _intend(conn, parent, action.partition, space, action.bounds, intent, ctx))
     try:
-        detach(conn, parent, action.partition, ladder)
+        detach(conn, parent, action.partition, ladder, concurrent=concurrent)
     except LockBusy as exc:
         raise LockBusy(f"{exc.message}; the detach of {action.partition} is recorded as pending: the next apply finishes it") from None
     if action.kind is ActionKind.DETACH:
@@ -79,11 +81,11 @@ def _intend(conn: Connection, parent: TableRef, partition: TableRef, space: KeyS
     )
 
 
-def detach(conn: Connection, parent: TableRef, partition: TableRef, ladder: Ladder) -> None:
+def detach(conn: Connection, parent: TableRef, partition: TableRef, ladder: Ladder, *, concurrent: bool) -> None:
     """DETACH … CONCURRENTLY (SHARE UPDATE EXCLUSIVE on the parent: writers never queue), finishing with
     FINALIZE if an attempt's wait timed out after its first transaction committed. A parent with a default
-    partition cannot detach concurrently; then a plain DETACH runs under the ladder instead."""
-    if _has_default(conn, parent):
+    partition cannot detach concurrently (concurrent=False); then a plain DETACH runs under the ladder."""
+    if not concurrent and not _detach_pending(conn, partition):
         with_retries(conn, ladder, f"{partition}: detach", lambda: conn.execute(ddl.detach_partition(parent, partition)))
         return
 
@@ -92,14 +94,6 @@ def detach(conn: Connection, parent: TableRef, partition: TableRef, ladder: Ladd
         conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(ddl.ident(parent), ddl.ident(partition), sql.SQL(how)))
 
     statement_with_retries(conn, ladder, f"{partition}: detach", attempt)
-
-
-def _has_default(conn: Connection, parent: TableRef) -> bool:
-    row = conn.execute(
-        "SELECT partdefid <> 0 FROM pg_partitioned_table WHERE partrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))",
-        (parent.schema, parent.name),
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _detach_pending(conn: Connection, partition: TableRef) -> bool:
@@ -137,7 +131,8 @@ def _clear(conn: Connection, parent: TableRef, action: Action, ctx: audit.Contex
     )
 
 
-def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladder, space: KeySpace) -> list[Action]:
+def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladder, space: KeySpace,
+            *, concurrent: bool) -> list[Action]:
     """Finish the detaches and drops an interrupted run recorded as pending; returns what was done."""
     rows = conn.execute(sql.SQL(_PENDING).format(log=sql.Identifier(ctx.schema, "partition_log")), (parent.schema, parent.name)).fetchall()
     done: list[Action] = []
@@ -148,7 +143,7 @@ def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladd
         bounds = Bounds(from_log(start, space), from_log(end, space))
         action = Action(kind, partition, bounds, reason, attached=False)
         if exists and detach_pending:
-            detach(conn, parent, partition, ladder)  # FINALIZE
+            detach(conn, parent, partition, ladder, concurrent=concurrent)  # FINALIZE
         elif not exists or is_partition:
             # Never started (still attached) or already gone: the intent is all that is left; the plan redoes it.
             with_retries(conn, ladder, f"{partition}: clear", lambda: _clear(conn, parent, action, ctx, space))
