@@ -16,6 +16,28 @@ from pgcluster import Cluster, debian_bindir, embedded_bindir
 EXTERNAL = os.environ.get("PARTMAN_TEST_DATABASE_URL")
 # Every database test runs on each of these; PARTMAN_TEST_SERVERS narrows it (e.g. "pg18") for a quick local run.
 SERVERS = ["external"] if EXTERNAL else os.environ.get("PARTMAN_TEST_SERVERS", "pg18,pg15").split(",")
+# The tests pin the clock (--now) years away from the servers' on purpose; apply refuses that unless allowed.
+# Tests of the refusal itself remove this variable.
+os.environ.setdefault("PARTMAN_ALLOW_CLOCK_SKEW", "1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Once, before any test and before xdist starts its workers: install (as root, with apt) or name what the
+    selected servers need, and make the unprivileged server user (tests/prepare.py). tryfirst: a run that cannot
+    start stops before the terminal reporter exists, so the reason is the one line printed."""
+    options = ("help", "collectonly", "markers", "showfixtures", "show_fixtures_per_test")
+    if hasattr(config, "workerinput") or any(getattr(config.option, o, False) for o in options):
+        return
+    from prepare import prepare
+
+    prepare(SERVERS, lambda line: print(line, flush=True))
+
+
+def pytest_collection_modifyitems(items):
+    from prepare import skip_pg15_only_tests
+
+    skip_pg15_only_tests(items, SERVERS)
 
 
 @dataclass
