@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from functools import cached_property, lru_cache
 from typing import Iterator, Optional
 from zoneinfo import ZoneInfo
@@ -24,16 +24,15 @@ class KeySpace:
         return ZoneInfo(self.tz)
 
     def at_midnight(self, d: date) -> KeyValue:
-        """The key value where local date d begins.
+        """The key value where local date d begins: local 00:00 as PostgreSQL reads it (see _instant).
 
-        A midnight that a DST change skips maps (fold=0) to the instant of the change, so boundaries stay
-        strictly increasing in every zone."""
+        A midnight that a DST change repeats (America/Havana, 2026-11-01) is its second occurrence; one that
+        a change skips (Havana, 2026-03-08) is the instant of the change. Boundaries stay strictly increasing."""
         if self.key_type is KeyType.DATE:
             return d
         if self.key_type is KeyType.TIMESTAMP:
             return datetime.combine(d, time())
-        local = datetime.combine(d, time(), tzinfo=self.zone)
-        return local.astimezone(timezone.utc)
+        return _instant(datetime.combine(d, time()), self.tz)
 
     def local_date(self, value: KeyValue) -> date:
         """The local date that a key value falls on."""
@@ -48,12 +47,15 @@ class KeySpace:
         return now.astimezone(self.zone).replace(tzinfo=None)
 
     def from_local_moment(self, moment: datetime) -> KeyValue:
-        """A naive local wall-clock moment as a key value (dates keep only their day)."""
+        """A naive local wall-clock moment as a key value (dates keep only their day).
+
+        Read as PostgreSQL reads it, whatever its fold, as the SQL face's partman_to_log does: a repeated
+        moment is its second occurrence, so in the first pass of a repeated hour key_of(now) is an hour on."""
         if self.key_type is KeyType.DATE:
             return moment.date()
         if self.key_type is KeyType.TIMESTAMP:
             return moment
-        return moment.replace(tzinfo=self.zone).astimezone(timezone.utc)
+        return _instant(moment, self.tz)
 
     def key_of(self, now: datetime) -> KeyValue:
         return self.from_local_moment(self.local_moment(now))
@@ -64,6 +66,21 @@ class KeySpace:
         The map is order-preserving and injective per key type, and the SQL face computes the same
         (`(v::timestamp) AT TIME ZONE 'UTC'`), so both faces match log rows to partitions by bounds."""
         return _to_log(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _instant(local: datetime, tz: str) -> datetime:
+    """A naive local wall-clock time in zone tz as an instant, as PostgreSQL reads it (`local AT TIME ZONE tz`,
+    or a literal typed under `SET TimeZone = tz`), since rows are routed by that reading.
+
+    Where a DST change makes the time ambiguous or non-existent, PostgreSQL takes whichever of the offsets in
+    force just before and just after the change gives the later instant: a repeated time is its second
+    occurrence (zoneinfo's fold=1), a skipped one is read with the offset from before the change (fold=0).
+    Both are the later of the two fold readings. Cached: the same midnights recur in every pass of a plan."""
+    zone = ZoneInfo(tz)
+    first = local.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+    second = local.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+    return max(first, second)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -82,8 +99,14 @@ class Grid:
     space: KeySpace
 
     def floor(self, value: KeyValue) -> date:
-        """The boundary date of the slot holding a key value."""
-        return self.interval.floor(self.space.local_date(value))
+        """The boundary date of the slot holding a key value.
+
+        A value in the first pass of an hour repeated at midnight (Havana, 2026-11-01 00:30 CDT) is already
+        on its local date but still before that date's boundary (the second 00:00): it is in the slot before."""
+        boundary = self.interval.floor(self.space.local_date(value))
+        if value < self.space.at_midnight(boundary):
+            boundary = self.interval.floor(boundary - timedelta(days=1))
+        return boundary
 
     def slot(self, boundary: date) -> Bounds:
         return Bounds(self.space.at_midnight(boundary), self.space.at_midnight(self.interval.next(boundary)))

@@ -48,7 +48,7 @@ CREATE INDEX IF NOT EXISTS partition_log_parent_id
 
 CREATE TABLE IF NOT EXISTS ${partitioning.state_schema}.partition_audit_log (
     id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    action           text        NOT NULL CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config')),
+    action           text        NOT NULL CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config', 'reattach')),
     partition_name   text        NOT NULL,
     start_date       timestamptz,
     end_date         timestamptz,
@@ -207,7 +207,9 @@ END
 $fn$;
 
 
--- A local wall-clock moment as a bound in log space, for each key type.
+-- A local wall-clock moment as a bound in log space, for each key type. A timestamptz key reads it as
+-- PostgreSQL reads local time, as rows are routed: a time a DST change repeats is its second occurrence, a time
+-- it skips is read with the offset from before the change (partman's timeline._instant does the same).
 CREATE OR REPLACE FUNCTION ${partitioning.state_schema}.partman_to_log(p_local timestamp, p_key_type text, p_tz text)
 RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $fn$
     SELECT CASE p_key_type
@@ -489,6 +491,11 @@ BEGIN
     -- The free parts of the window, cut at the grid's boundaries: aligned slots, bridges at the edges.
     FOR gap IN SELECT unnest(tstzmultirange(tstzrange(w_start, w_end)) - obstacles) LOOP
         g := ${partitioning.state_schema}.partman_floor(${partitioning.state_schema}.partman_local_date(lower(gap), key_type, tz), p_months);
+        -- A gap that begins in the first pass of an hour repeated at midnight (America/Havana, 2026-11-01
+        -- 00:30 CDT) is on its local date but before that date's boundary, the second 00:00: the slot before.
+        IF ${partitioning.state_schema}.partman_to_log(g, key_type, tz) > lower(gap) THEN
+            g := ${partitioning.state_schema}.partman_floor(g - 1, p_months);
+        END IF;
         LOOP
             slot_start := ${partitioning.state_schema}.partman_to_log(g, key_type, tz);
             slot_end := ${partitioning.state_schema}.partman_to_log(g + make_interval(months => p_months), key_type, tz);

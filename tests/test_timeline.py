@@ -79,3 +79,71 @@ def test_stepping_now_through_a_year_always_covers_now_and_the_premake():
         assert w.end >= now + timedelta(days=30)
         assert w.end - (now + timedelta(days=30)) <= timedelta(days=7, hours=1)
         now += timedelta(hours=37)
+
+
+# How a local midnight that a DST change repeats or skips becomes an instant: as PostgreSQL reads it
+# (`timestamp AT TIME ZONE tz`, and a literal typed under SET TimeZone), by which the rows are routed.
+# The instants below are what PostgreSQL 15 and 18 give; test_parity checks them against the server.
+
+HAVANA = KeySpace(KeyType.TIMESTAMPTZ, "America/Havana")
+
+
+def test_a_repeated_midnight_is_its_second_occurrence_as_postgresql_reads_it():
+    # Havana falls back from 01:00 CDT to 00:00 CST on 2026-11-01: 00:00 is both 04:00Z and 05:00Z.
+    assert HAVANA.at_midnight(date(2026, 11, 1)) == utc(2026, 11, 1, 5)
+    monthly = Grid(Interval.MONTHLY, HAVANA)
+    assert monthly.slot(date(2026, 10, 1)) == Bounds(utc(2026, 10, 1, 4), utc(2026, 11, 1, 5))
+    assert monthly.slot(date(2026, 11, 1)) == Bounds(utc(2026, 11, 1, 5), utc(2026, 12, 1, 5))
+    daily = Grid(Interval.DAILY, HAVANA)
+    assert daily.slot(date(2026, 10, 31)) == Bounds(utc(2026, 10, 31, 4), utc(2026, 11, 1, 5))
+    assert daily.slot(date(2026, 11, 1)) == Bounds(utc(2026, 11, 1, 5), utc(2026, 11, 2, 5))
+    # the Azores fall back from 01:00 to 00:00 too (UTC+0 to UTC-1)
+    assert KeySpace(KeyType.TIMESTAMPTZ, "Atlantic/Azores").at_midnight(date(2026, 10, 25)) == utc(2026, 10, 25, 1)
+
+
+def test_a_skipped_midnight_is_the_instant_of_the_change_as_postgresql_reads_it():
+    # Havana springs forward from 00:00 CST to 01:00 CDT on 2026-03-08: 00:00 never happens there.
+    assert HAVANA.at_midnight(date(2026, 3, 8)) == utc(2026, 3, 8, 5)
+    daily = Grid(Interval.DAILY, HAVANA)
+    assert daily.slot(date(2026, 3, 7)) == Bounds(utc(2026, 3, 7, 5), utc(2026, 3, 8, 5))
+    assert daily.slot(date(2026, 3, 8)) == Bounds(utc(2026, 3, 8, 5), utc(2026, 3, 9, 4))
+    assert HAVANA.at_midnight(date(2027, 3, 14)) == utc(2027, 3, 14, 5)
+    assert KeySpace(KeyType.TIMESTAMPTZ, "America/Santiago").at_midnight(date(2026, 9, 6)) == utc(2026, 9, 6, 4)
+    assert KeySpace(KeyType.TIMESTAMPTZ, "Asia/Beirut").at_midnight(date(2026, 3, 29)) == utc(2026, 3, 28, 22)
+    assert KeySpace(KeyType.TIMESTAMPTZ, "Africa/Cairo").at_midnight(date(2026, 4, 24)) == utc(2026, 4, 23, 22)
+
+
+def test_a_local_wall_clock_moment_is_read_as_postgresql_reads_it_whatever_its_fold():
+    # PostgreSQL's timestamp has no fold: a repeated 00:30 is always the second one, as in manage_partitions().
+    for fold in (0, 1):
+        assert HAVANA.from_local_moment(datetime(2026, 11, 1, 0, 30, fold=fold)) == utc(2026, 11, 1, 5, 30)
+        assert HAVANA.from_local_moment(datetime(2026, 3, 8, 0, 30, fold=fold)) == utc(2026, 3, 8, 5, 30)
+    # so a retention cutoff that lands on the repeated hour is where the SQL face puts it (local_now - retention)
+    for span in ("30 days", "1 month"):
+        assert retention_cutoff(HAVANA, utc(2026, 12, 1, 5, 30), Span.parse(span)) == utc(2026, 11, 1, 5, 30)
+
+
+def test_the_first_pass_of_a_repeated_midnight_hour_belongs_to_the_slot_before():
+    monthly = Grid(Interval.MONTHLY, HAVANA)
+    # 2026-11-01 00:30-04 is local November, but before the boundary: October's partition holds it.
+    assert monthly.floor(utc(2026, 11, 1, 4, 30)) == date(2026, 10, 1)
+    assert monthly.floor(utc(2026, 11, 1, 5)) == date(2026, 11, 1)
+    # a gap that starts there (left by a layout from before the boundary moved) is covered, with a bridge
+    pieces = list(monthly.pieces(Bounds(utc(2026, 11, 1, 4), utc(2027, 1, 1, 5))))
+    assert pieces == [
+        Bounds(utc(2026, 11, 1, 4), utc(2026, 11, 1, 5)),
+        Bounds(utc(2026, 11, 1, 5), utc(2026, 12, 1, 5)),
+        Bounds(utc(2026, 12, 1, 5), utc(2027, 1, 1, 5)),
+    ]
+    assert not monthly.is_slot(pieces[0]) and monthly.is_slot(pieces[1])
+
+
+def test_midnights_stay_strictly_increasing_in_zones_whose_clocks_change_at_midnight():
+    zones = ["America/Havana", "Atlantic/Azores", "America/Santiago", "America/Asuncion", "Asia/Beirut",
+             "Africa/Cairo", "Pacific/Chatham", "Australia/Lord_Howe", "America/New_York"]
+    for tz in zones:
+        space = KeySpace(KeyType.TIMESTAMPTZ, tz)
+        days = [date(2024, 1, 1) + timedelta(days=i) for i in range(366 * 8)]
+        midnights = [space.at_midnight(d) for d in days]
+        assert all(a < b for a, b in zip(midnights, midnights[1:])), tz
+        assert all(space.local_date(m) == d for m, d in zip(midnights, days)), tz
