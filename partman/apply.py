@@ -10,11 +10,11 @@ from typing import Callable, Iterable, Optional
 import psycopg
 from psycopg import Connection
 
-from . import audit, catalog, ddl, moves, planner, retire
+from . import audit, batches, catalog, ddl, moves, planner, retire
 from .errors import Blocked, LockBusy, PartmanError, StalePlan
 from .lock import Ladder, advisory_lock, session_lock, with_retries
 from .model import TableRef
-from .plan import APPLY_ORDER, Action, ActionKind, Plan, TablePlan
+from .plan import APPLY_ORDER, DESTRUCTIVE, Action, ActionKind, Plan, TablePlan
 from .planfile import what_moved
 from .spec import TableSpec
 from .timeline import KeySpace
@@ -71,7 +71,9 @@ def apply_plan(
     exact=True (a saved plan) applies exactly the plan or refuses the table, naming what moved; protected=True
     (an ad-hoc apply in a protected environment) never adds a detach or drop when re-planning."""
     by_table = {s.table: s for s in specs}
-    with_retries(conn, ladder, "creating partman's state tables", lambda: _ensure_state(conn, ctx.schema))
+    audit.check_writable(conn, ctx.schema)
+    if audit.state_missing(conn, ctx.schema):
+        with_retries(conn, ladder, "creating partman's state tables", lambda: _ensure_state(conn, ctx.schema))
     outcomes = []
     for table_plan in plan.tables:
         if table_plan.errors:
@@ -116,30 +118,17 @@ def _apply_table(
             if view.pending and space is not None:
                 done += retire.recover(conn, spec.table, ctx, ladder, space, concurrent=view.default is None)
                 view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
-            todo = with_retries(conn, ladder, name, lambda: _decide(conn, shown, spec, plan, ctx, exact, protected, view))
-            space = KeySpace(todo.key_type, spec.timezone)
-            leaving = [a for a in todo.actions if a.kind is not ActionKind.CREATE]
-            creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
-            # Creates over a range a drop frees must wait for it; the rest go first, so a blocked drop
-            # never costs the table its runway.
-            dependent = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
-            independent = [c for c in creates if c not in dependent]
-            retire.check_empty(conn, leaving)
-            beside = None if todo.create_parent else moves.to_mind(conn, view.default)
-            allowed = spec.move_default_rows or move_default_rows
-            if beside is not None:
-                moves.clear_checks(conn, beside[0], ladder)
-                moves.refuse_unless_allowed(conn, beside[0], spec.partition_key, creates, allowed)
-            filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, first=True)
-            done += independent
-            for action in sorted(leaving, key=_order):
-                retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=view.default is None)
-                done.append(action)
-            if dependent:
-                filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, first=False)
-                done += dependent
-            for partition in filled:
-                moves.analyze(conn, partition, ladder)
+            todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder)
+            try:
+                _carry_out(conn, todo, spec, plan, ctx, ladder, view, exact, protected, move_default_rows, done)
+            except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject) as exc:
+                # A relation took a planned name after the plan was read. Names are cosmetic: read again,
+                # under the lock, and carry on with fresh names (a saved plan is exact: it is stale).
+                if exact:
+                    raise StalePlan(f"{spec.table}: {_first_line(exc)} (made since the plan was); run plan again") from None
+                view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+                todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder, reread=True)
+                _carry_out(conn, todo, spec, plan, ctx, ladder, view, exact, protected, move_default_rows, done)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
         return Outcome(spec.table, _STATUS.get(type(exc), Status.ERROR), exc.message + _progress(done), tuple(done))
     except psycopg.Error as exc:
@@ -147,6 +136,38 @@ def _apply_table(
     if not todo.changes and not done:
         return Outcome(spec.table, Status.UNCHANGED, "already in shape (another run did the work)")
     return Outcome(spec.table, Status.APPLIED, actions=tuple(done))
+
+
+def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, plan: Plan, ctx: audit.Context, ladder: Ladder,
+               view: catalog.LockView, exact: bool, protected: bool, move_default_rows: bool, done: list[Action]) -> None:
+    """The decided plan: creates that need no drop, re-attaches, each detach or drop, then the creates that
+    needed them. done grows as each transaction commits, so a failure reports what was completed."""
+    space = KeySpace(todo.key_type, spec.timezone)
+    leaving = [a for a in todo.actions if a.kind in DESTRUCTIVE]
+    returning = [a for a in todo.actions if a.kind is ActionKind.REATTACH]
+    creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
+    # Creates over a range a drop frees must wait for it; the rest go first, so a blocked drop never costs the
+    # table its runway.
+    dependent = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
+    independent = [c for c in creates if c not in dependent]
+    with_retries(conn, ladder, f"{spec.table}: future-data check", lambda: retire.check_empty(conn, leaving))
+    beside = None if todo.create_parent else with_retries(conn, ladder, str(spec.table), lambda: moves.to_mind(conn, view.default))
+    allowed = spec.move_default_rows or move_default_rows
+    if beside is not None:
+        moves.clear_checks(conn, beside[0], ladder)
+        with_retries(conn, ladder, str(spec.table), lambda: moves.refuse_unless_allowed(
+            conn, beside[0], spec.partition_key, creates, allowed))
+    filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, done, first=True)
+    for action in sorted(returning, key=_order):
+        retire.reattach(conn, spec.table, action, ctx, ladder, space)
+        done.append(action)
+    for action in sorted(leaving, key=_order):
+        retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=view.default is None)
+        done.append(action)
+    if dependent:
+        filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, first=False)
+    for partition in filled:
+        moves.analyze(conn, partition, ladder)
 
 
 _STATUS = {Blocked: Status.BLOCKED, StalePlan: Status.STALE, LockBusy: Status.LOCK_BUSY}
@@ -169,12 +190,15 @@ def _look(conn: Connection, spec: TableSpec, ctx: audit.Context) -> catalog.Lock
 
 def _decide(
     conn: Connection, shown: TablePlan, spec: TableSpec, plan: Plan, ctx: audit.Context, exact: bool, protected: bool,
-    view: catalog.LockView,
+    view: catalog.LockView, ladder: Ladder, reread: bool = False,
 ) -> TablePlan:
-    if not exact and shown.catalog_digest and view.digest == shown.catalog_digest:
+    """What to do, decided on what was read under the lock: the shown plan while the structure digest (of the
+    very rows the plan was computed from) is unchanged, else a plan made from a fresh consistent read.
+    reread: plan afresh even so (a name the plan chose was taken meanwhile)."""
+    if not exact and not reread and shown.catalog_digest and view.digest == shown.catalog_digest:
         return shown  # nothing moved: one question answered it, no need to read everything again
-    snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema)
-    return _under_lock(shown, spec, snap, plan, exact, protected)
+    snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema, ladder=ladder)
+    return _under_lock(shown, spec, snap, plan, exact, protected, reread)
 
 
 # What is read and written under the lock never depends on the session's settings.
@@ -185,7 +209,8 @@ def _signature(a: Action) -> tuple:
     return (a.kind, a.bounds, a.reason)
 
 
-def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool, protected: bool) -> TablePlan:
+def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool, protected: bool,
+                reread: bool = False) -> TablePlan:
     """What to execute, decided on the catalog as it is under the lock.
 
     A saved plan runs only on exactly the state it was made from (structure, log, row presence, config).
@@ -199,9 +224,9 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
         if moved:
             raise StalePlan("; ".join(moved) + "; run plan again")
         return shown
-    if state.fingerprint() == shown.observed_fingerprint:
+    if not reread and state.fingerprint() == shown.observed_fingerprint:
         return shown
-    fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names))
+    fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names), busy=snap.busy)
     if protected:
         fresh = fresh.without_destructive()
     if fresh.errors:
@@ -213,19 +238,26 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
 
 
 def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action], space: KeySpace,
-             ladder: Ladder, beside, allowed: bool, *, first: bool) -> list[TableRef]:
-    """Creates, batched in one transaction, or one at a time beside a default partition (moving its rows in
-    their range when allowed); returns the partitions that received rows."""
+             ladder: Ladder, beside, allowed: bool, done: list[Action], *, first: bool) -> list[TableRef]:
+    """Creates in batches of a bounded size, one transaction each, or one at a time beside a default partition
+    (moving its rows in their range when allowed); returns the partitions that received rows."""
+    ordered = sorted(creates, key=_order)
     if beside is None:
-        with_retries(conn, ladder, str(spec.table), lambda: _create(conn, tp, spec, ctx, creates, space, first=first))
+        size = batches.size(conn, spec.table)
+        parts = [ordered[i:i + size] for i in range(0, len(ordered), size)] or [[]]
+        for n, part in enumerate(parts):
+            with_retries(conn, ladder, str(spec.table),
+                         lambda: _create(conn, tp, spec, ctx, part, space, first=first and n == 0))
+            done.extend(part)
         return []
     if first and tp.config is not None:
         with_retries(conn, ladder, str(spec.table), lambda: audit.write_config(conn, ctx, spec.table, tp.config))
     default, size = beside
     filled = []
-    for action in sorted(creates, key=_order):
+    for action in ordered:
         if moves.create_next_to_default(conn, spec.table, default, size, spec.partition_key, action, ctx, space, ladder, allowed):
             filled.append(action.partition)
+        done.append(action)
     return filled
 
 
@@ -237,7 +269,7 @@ def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context
         if first and tp.create_parent:
             conn.execute(ddl.create_parent(spec))
             audit.record_parent(conn, ctx, spec.table)
-        for action in sorted(creates, key=_order):
+        for action in creates:
             for statement in ddl.create_partition(spec.table, action.partition, action.bounds):
                 conn.execute(statement)
         audit.record_all(conn, ctx, spec.table, creates, space)

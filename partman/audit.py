@@ -9,6 +9,7 @@ from typing import Optional
 from psycopg import Connection, sql
 
 from . import __version__
+from .errors import CatalogError
 from .model import TableRef
 from .plan import Action, ActionKind
 from .snapshot import ConfigRow
@@ -22,9 +23,80 @@ def state_ddl(schema: str) -> sql.Composed:
     return from_migration(schema)
 
 
+# Each piece the state section makes, and (for the audit log) that its action check knows 'reattach'.
+_STATE_PRESENT = """
+SELECT n.oid IS NOT NULL,
+       bool_and(c.oid IS NOT NULL),
+       coalesce(bool_or(pg_get_constraintdef(k.oid) LIKE '%%reattach%%'), false)
+  FROM unnest(ARRAY['partition_log', 'partition_log_live_range', 'partition_log_parent_id',
+                    'partition_audit_log', 'partition_config']) AS w(name)
+  LEFT JOIN pg_namespace n ON n.nspname = %(schema)s
+  LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+  LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND w.name = 'partition_audit_log' AND k.contype = 'c'
+                           AND pg_get_constraintdef(k.oid) LIKE '%%action%%'
+ GROUP BY n.oid
+"""
+
+# The audit log of a database whose state tables predate re-attaching is widened once, by the first apply.
+_WIDEN_ACTIONS = """
+ALTER TABLE {audit} DROP CONSTRAINT IF EXISTS partition_audit_log_action_check;
+ALTER TABLE {audit} ADD CONSTRAINT partition_audit_log_action_check
+      CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config', 'reattach'))
+"""
+
+# What apply writes, per state table: a role missing one is named before anything changes.
+_WRITES = [("partition_log", p) for p in ("SELECT", "INSERT", "UPDATE")] + [("partition_audit_log", "INSERT")] + [
+    ("partition_config", p) for p in ("SELECT", "INSERT", "UPDATE")]
+
+
+def state_missing(conn: Connection, schema: str) -> bool:
+    """True when any state table or index is missing (or the audit log's action check is older): only then
+    does apply run the state DDL, which needs CREATE on the schema; a role with DML alone can apply."""
+    row = conn.execute(_STATE_PRESENT, {"schema": schema}).fetchone()
+    if row is None or not row[0]:
+        return True
+    return not (row[1] and row[2])
+
+
 def ensure_state(conn: Connection, schema: str) -> None:
     """Create the state tables if missing; the caller holds the state lock so concurrent runs do not race."""
-    conn.execute(state_ddl(schema))
+    import psycopg
+
+    try:
+        conn.execute(state_ddl(schema))
+        if state_missing(conn, schema):
+            conn.execute(sql.SQL(_WIDEN_ACTIONS).format(audit=sql.Identifier(schema, "partition_audit_log")))
+    except psycopg.errors.InvalidSchemaName:
+        raise CatalogError(f"the state schema {schema} does not exist: CREATE SCHEMA it, or pass --state-schema") from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise CatalogError(
+            f"the connected role cannot create partman's state tables in schema {schema} ({_first(exc)}):"
+            f" GRANT CREATE ON SCHEMA {schema} TO it, or create them once as their owner (README: Privileges)"
+        ) from None
+
+
+def check_writable(conn: Connection, schema: str) -> None:
+    """Refuse, before anything changes, on a read-only server or a role that cannot write the state tables."""
+    in_recovery, read_only = conn.execute("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')").fetchone()
+    if in_recovery or read_only == "on":
+        why = "a standby in recovery" if in_recovery else "default_transaction_read_only is on"
+        raise CatalogError(f"the database is read-only ({why}); apply needs a writable primary")
+    # One privilege per call: has_table_privilege with a list is true when any one of them is held.
+    rows = conn.execute(
+        "SELECT w.name, w.priv, has_table_privilege(c.oid, w.priv)"
+        "  FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS w(name, priv, i)"
+        "  JOIN pg_namespace n ON n.nspname = %s JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name"
+        " ORDER BY w.i",
+        ([t for t, _ in _WRITES], [p for _, p in _WRITES], schema),
+    ).fetchall()
+    for name, priv, granted in rows:
+        if not granted:
+            raise CatalogError(f"permission denied for table {schema}.{name}: partman's apply needs {priv} on it"
+                               " (README: Privileges)")
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @dataclass(frozen=True)
@@ -45,17 +117,19 @@ def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[A
     log = sql.Identifier(ctx.schema, "partition_log")
     bounds = [(space.to_log(a.bounds.start), space.to_log(a.bounds.end)) for a in actions]
     owner = (parent.schema, parent.name)
-    for kind, column in ((ActionKind.DETACH, "detached_at"), (ActionKind.DROP, "dropped_at")):
+    # Detached and dropped partitions get their time; a re-attached one is live again (detached_at cleared).
+    for kind, column, value in ((ActionKind.DETACH, "detached_at", ctx.now), (ActionKind.DROP, "dropped_at", ctx.now),
+                                (ActionKind.REATTACH, "detached_at", None)):
         ranges = [b for a, b in zip(actions, bounds) if a.kind is kind]
         if ranges:
             conn.execute(
                 sql.SQL(
-                    "UPDATE {} l SET {} = %s, pending_action = NULL, pending_since = NULL"
+                    "UPDATE {} l SET {} = %s::timestamptz, pending_action = NULL, pending_since = NULL"
                     " FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
                     " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = r.s AND l.range_end = r.e"
                     " AND l.dropped_at IS NULL"
                 ).format(log, sql.Identifier(column)),
-                (ctx.now, [s for s, _ in ranges], [e for _, e in ranges], *owner),
+                (value, [s for s, _ in ranges], [e for _, e in ranges], *owner),
             )
     creates = [(a, b) for a, b in zip(actions, bounds) if a.kind is ActionKind.CREATE]
     if creates:

@@ -3,28 +3,44 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from datetime import date, datetime
-from typing import Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
-from psycopg import Connection, sql
+import psycopg
+from psycopg import Connection, Cursor, IsolationLevel, sql
+from psycopg.pq import TransactionStatus
 
+from .errors import CatalogError, LockBusy
+from .lock import Ladder, attempts
 from .model import Bounds, KeyType, KeyValue, TableRef
-from .snapshot import ConfigRow, LogEntry, Partition, Snapshot, TableState
+from .snapshot import Access, ConfigRow, LogEntry, Partition, Snapshot, TableState
 from .spec import TableSpec
 
-# Generated names share the parent's first characters (naming.fit keeps at least this many), so the
-# names a plan could collide with are found without listing every relation in the schema.
-NAME_PREFIX_CHARS = 16
+# Generated names share the parent's first bytes (naming.fit keeps at least this many), so the names a plan
+# could collide with are found without listing every relation in the schema.
+NAME_PREFIX_BYTES = 16
+# Probes per statement: one statement for the usual few, and a bounded plan for the server however many.
+PROBES_PER_STATEMENT = 500
+# A relation named in the snapshot that disappears before it is probed means the catalog moved: read it again.
+MAX_REREADS = 5
 
 _STRATEGY = {"r": "range", "l": "list", "h": "hash"}
 
+# Every statement of a read runs under the ladder's lock_timeout: a read that waits behind an ACCESS EXCLUSIVE
+# lock (a migration, a VACUUM FULL) gives up after one step instead of hanging, and is retried later.
 _SESSION = """
 SELECT set_config('TimeZone', 'UTC', true),
        set_config('DateStyle', 'ISO, YMD', true),
-       to_regclass(format('%%I.partition_log', %(state_schema)s::text)) IS NOT NULL,
-       to_regclass(format('%%I.partition_config', %(state_schema)s::text)) IS NOT NULL
+       set_config('lock_timeout', %(lock_timeout)s, true),
+       log.oid IS NOT NULL, config.oid IS NOT NULL,
+       coalesce(has_table_privilege(log.oid, 'SELECT'), true), coalesce(has_table_privilege(config.oid, 'SELECT'), true)
+  FROM (SELECT 1) AS one
+  LEFT JOIN pg_namespace n ON n.nspname = %(state_schema)s
+  LEFT JOIN pg_class log ON log.relnamespace = n.oid AND log.relname = 'partition_log' AND log.relkind IN ('r', 'p')
+  LEFT JOIN pg_class config ON config.relnamespace = n.oid AND config.relname = 'partition_config' AND config.relkind IN ('r', 'p')
 """
 
 _PARENTS = """
@@ -34,7 +50,9 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_columns,
        (SELECT format_type(a.atttypid, a.atttypmod)
           FROM pg_attribute a
-         WHERE a.attrelid = c.oid AND a.attnum = (pt.partattrs::int2[])[0]) AS key_type
+         WHERE a.attrelid = c.oid AND a.attnum = (pt.partattrs::int2[])[0]) AS key_type,
+       n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
+       c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner)
   FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)
   LEFT JOIN pg_namespace n ON n.nspname = r.schema
   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name AND c.relkind IN ('r', 'p')
@@ -92,7 +110,9 @@ SELECT r.schema, r.name, md5(concat_ws('|', p.oid, p.relkind, pt.partstrat, pt.p
 _DIGEST_LOG = """,
          (SELECT string_agg(concat_ws(' ', l.id, l.range_start, l.range_end, l.detached_at, l.pending_action,
                    CASE WHEN l.detached_at IS NOT NULL
-                        THEN to_regclass(format('%%I.%%I', l.partition_schema, l.partition_name))::oid END), ','
+                        THEN (SELECT c.oid FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+                               WHERE cn.nspname = l.partition_schema AND c.relname = l.partition_name
+                                 AND c.relkind IN ('r', 'p')) END), ','
                    ORDER BY l.id)
             FROM {log} l WHERE l.parent_schema = r.schema AND l.parent_name = r.name AND l.dropped_at IS NULL)"""
 _DIGEST_CONFIG = """,
@@ -131,7 +151,9 @@ SELECT d.digest,
                   AND l.dropped_at IS NULL AND l.pending_action IS NOT NULL),
        dn.nspname, dc.relname, pg_relation_size(dc.oid)
   FROM ({digest}) AS d(schema, name, digest, high_water)
-  LEFT JOIN pg_partitioned_table pt ON pt.partrelid = to_regclass(format('%%I.%%I', %(s)s::text, %(n)s::text))
+  LEFT JOIN pg_namespace pn ON pn.nspname = %(s)s
+  LEFT JOIN pg_class pc ON pc.relnamespace = pn.oid AND pc.relname = %(n)s AND pc.relkind = 'p'
+  LEFT JOIN pg_partitioned_table pt ON pt.partrelid = pc.oid
   LEFT JOIN pg_class dc ON dc.oid = pt.partdefid
   LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace
 """
@@ -155,63 +177,131 @@ def under_lock(conn: Connection, table: TableRef, state_schema: str = "public") 
     digest_, pending, dschema, dname, dsize = conn.execute(query, params).fetchone()
     return LockView(digest_, pending, (TableRef(dschema, dname), dsize) if dname else None)
 
-_NAMES = """
+# Every relation (tables, views, sequences, indexes, composite types) and every type of the schema whose name
+# starts like a generated name: CREATE TABLE needs its name free among both. Generated names always begin with
+# the parent's first NAME_PREFIX_BYTES bytes (naming.fit keeps more), so this finds every possible collision.
+_TAKEN = """
 SELECT n.nspname, c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = ANY(%(schemas)s::text[]) AND left(c.relname, {chars}) = ANY(%(prefixes)s::text[])
+  FROM unnest(%(schemas)s::text[], %(prefixes)s::text[]) AS p(schema, prefix)
+  JOIN pg_namespace n ON n.nspname = p.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND starts_with(c.relname::text, p.prefix)
+UNION
+SELECT n.nspname, t.typname
+  FROM unnest(%(schemas)s::text[], %(prefixes)s::text[]) AS p(schema, prefix)
+  JOIN pg_namespace n ON n.nspname = p.schema
+  JOIN pg_type t ON t.typnamespace = n.oid AND starts_with(t.typname::text, p.prefix)
+"""
+
+# Relations another session holds (or waits for) in ACCESS EXCLUSIVE mode, the one mode a read conflicts with;
+# a lock on one of a table's indexes (REINDEX) stops a read of the table too.
+_LOCKED = """
+SELECT DISTINCT coalesce(i.indrelid, l.relation)
+  FROM pg_locks l LEFT JOIN pg_index i ON i.indexrelid = l.relation
+ WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND coalesce(i.indrelid, l.relation) = ANY(%(oids)s::oid[])
 """
 
 
+def name_prefix(name: str) -> str:
+    """The longest prefix of name within NAME_PREFIX_BYTES bytes, cut at a character boundary."""
+    out, size = [], 0
+    for ch in name:
+        size += len(ch.encode())
+        if size > NAME_PREFIX_BYTES:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
+class Moved(Exception):
+    """A relation the snapshot named was gone by the time it was read: the catalog moved under the read."""
+
+
+@contextmanager
+def consistent_view(conn: Connection, step_ms: int) -> Iterator[Cursor]:
+    """One REPEATABLE READ, READ ONLY transaction: every query of a read sees the same moment, so a plan and
+    the digest it carries describe one state. Its statements wait for a lock at most step_ms."""
+    saved = conn.isolation_level, conn.read_only
+    conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            yield cur
+    finally:
+        # psycopg reads these when it opens a transaction: later transactions get the connection's own again.
+        if conn.info.transaction_status == TransactionStatus.IDLE and not conn.closed:
+            conn.isolation_level, conn.read_only = saved
+
+
 def snapshot(
-    conn: Connection, specs: Iterable[TableSpec], *, now: datetime, state_schema: str = "public", digests: bool = False
+    conn: Connection, specs: Iterable[TableSpec], *, now: datetime, state_schema: str = "public", digests: bool = False,
+    ladder: Optional[Ladder] = None,
 ) -> Snapshot:
-    """Read everything the planner needs about these tables: six queries, plus one for row presence, plus one
-    for the structure digests that apply checks under its lock (digests=True; plan and drift skip it)."""
+    """Read everything the planner needs about these tables in one consistent view: a fixed number of
+    queries, plus the row-presence probes, plus the structure digests that apply checks under its lock
+    (digests=True; plan and drift skip them).
+
+    Nothing waits without a bound. A state table locked by another session is retried along the ladder and
+    ends in LockBusy: nothing can be planned without it. A partition locked by another session leaves its
+    row presence unknown: it is retried along the ladder too, and what is still locked when the budget is
+    spent is named in Snapshot.busy, for the planner to plan around."""
     from .planner import presence_needed
 
+    ladder = ladder or Ladder()
     specs = list(specs)
+    rereads = 0
+    for _ in attempts(ladder, f"reading {state_schema}.partition_log and partition_config"):
+        try:
+            snap, locked = _read(conn, specs, now, state_schema, digests, ladder.step_ms)
+        except psycopg.errors.LockNotAvailable:
+            continue  # a state table is locked: nothing can be planned without it; try again after a pause
+        except Moved:
+            rereads += 1
+            if rereads > MAX_REREADS:
+                raise CatalogError("the catalog kept changing while partman read it; run again") from None
+            continue
+        break
+    if not locked:
+        return snap
+    needed = {p.oid: p.ref for s in specs for p in presence_needed(s, snap.tables[s.table], now)}
+    answers, busy = settle(conn, presence_questions({oid: needed[oid] for oid in locked}), ladder)
+    return replace(snap, has_rows={**snap.has_rows, **{k: bool(v) for k, v in answers.items()}}, busy=frozenset(busy))
+
+
+def _read(conn: Connection, specs: list[TableSpec], now: datetime, state_schema: str, digests: bool,
+          step_ms: int) -> tuple[Snapshot, set[int]]:
+    from .planner import presence_needed
+
     refs = sorted({s.table for s in specs})
     schemas = [r.schema for r in refs]
     names = [r.name for r in refs]
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(_SESSION, {"state_schema": state_schema})
-        _, _, log_exists, config_exists = cur.fetchone()
-        cur.execute(_PARENTS, {"schemas": schemas, "names": names})
+    by_table = {"schemas": schemas, "names": names}
+    with consistent_view(conn, step_ms) as cur:
+        cur.execute(_SESSION, {"state_schema": state_schema, "lock_timeout": f"{step_ms}ms"})
+        _, _, _, log_exists, config_exists, log_readable, config_readable = cur.fetchone()
+        for table, readable in (("partition_log", log_readable), ("partition_config", config_readable)):
+            if not readable:
+                raise CatalogError(
+                    f"permission denied for table {state_schema}.{table}: partman needs SELECT on it to plan"
+                    " (README: Privileges)"
+                )
+        cur.execute(_PARENTS, by_table)
         parents = {TableRef(row[0], row[1]): row for row in cur.fetchall()}
         oids = [row[2] for row in parents.values() if row[2] is not None]
         cur.execute(_PARTITIONS, {"parents": oids})
         children: dict[int, list] = {}
         for row in cur.fetchall():
             children.setdefault(row[0], []).append(row)
-        managed: dict[tuple[str, str], set] = {}
-        detached: dict[tuple[str, str], list[LogEntry]] = {}
-        if log_exists:
-            cur.execute(
-                sql.SQL(_LOG).format(log=sql.Identifier(state_schema, "partition_log")),
-                {"schemas": schemas, "names": names},
-            )
-            for row in cur.fetchall():
-                managed.setdefault((row[0], row[1]), set()).add((row[2], row[3]))
-                if row[4] is not None or row[10] is not None:
-                    detached.setdefault((row[0], row[1]), []).append(_log_entry(row))
+        managed, detached = _log_rows(cur, state_schema, by_table) if log_exists else ({}, {})
         if digests:
-            cur.execute(_digest_query(state_schema, log_exists, config_exists), {"schemas": schemas, "names": names})
+            cur.execute(_digest_query(state_schema, log_exists, config_exists), by_table)
         else:
-            cur.execute(_high_water_query(state_schema, log_exists), {"schemas": schemas, "names": names})
+            cur.execute(_high_water_query(state_schema, log_exists), by_table)
         summary = {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
-        configs: dict[TableRef, ConfigRow] = {}
-        if config_exists:
-            cur.execute(
-                sql.SQL(_CONFIG).format(config=sql.Identifier(state_schema, "partition_config")),
-                {"schemas": schemas, "names": names},
-            )
-            for row in cur.fetchall():
-                configs[TableRef(row[0], row[1])] = ConfigRow(row[2], _span3(row[3]), _span3(row[4]), _span3(row[5]), row[6])
-        cur.execute(
-            sql.SQL(_NAMES).format(chars=sql.Literal(NAME_PREFIX_CHARS)),
-            {"schemas": sorted(set(schemas)), "prefixes": sorted({n[:NAME_PREFIX_CHARS] for n in names})},
-        )
-        taken = frozenset(TableRef(s, n) for s, n in cur.fetchall())
+        configs = _config_rows(cur, state_schema, by_table) if config_exists else {}
+        pairs = sorted({(r.schema, name_prefix(r.name)) for r in refs})
+        cur.execute(_TAKEN, {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs]})
+        taken = frozenset(TableRef(s_, n_) for s_, n_ in cur.fetchall())
 
         tables = {
             ref: replace(
@@ -224,33 +314,123 @@ def snapshot(
             )
             for ref in refs
         }
-        snap = Snapshot(tables=tables, taken_names=taken)
-        needed = [p for s in specs for p in presence_needed(s, tables[s.table], now)]
-        return replace(snap, has_rows=row_presence(cur, {p.oid: p.ref for p in needed}))
+        needed = {p.oid: p.ref for s in specs for p in presence_needed(s, tables[s.table], now)}
+        answers, locked = ask(cur, presence_questions(needed))
+    return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()}), locked
 
 
-def row_presence(cur, tables: dict[int, TableRef]) -> dict[int, bool]:
-    """EXISTS per table, all in one statement: never count(*), never reltuples. Keys are the caller's (OIDs)."""
-    if not tables:
-        return {}
-    probes = [
-        sql.SQL("SELECT {}::oid, EXISTS (SELECT 1 FROM {})").format(sql.Literal(key), sql.Identifier(ref.schema, ref.name))
-        for key, ref in tables.items()
+def _log_rows(cur: Cursor, state_schema: str, by_table: dict) -> tuple[dict, dict]:
+    managed: dict[tuple[str, str], set] = {}
+    detached: dict[tuple[str, str], list[LogEntry]] = {}
+    cur.execute(sql.SQL(_LOG).format(log=sql.Identifier(state_schema, "partition_log")), by_table)
+    for row in cur.fetchall():
+        managed.setdefault((row[0], row[1]), set()).add((row[2], row[3]))
+        if row[4] is not None or row[10] is not None:
+            detached.setdefault((row[0], row[1]), []).append(_log_entry(row))
+    return managed, detached
+
+
+def _config_rows(cur: Cursor, state_schema: str, by_table: dict) -> dict[TableRef, ConfigRow]:
+    cur.execute(sql.SQL(_CONFIG).format(config=sql.Identifier(state_schema, "partition_config")), by_table)
+    return {
+        TableRef(row[0], row[1]): ConfigRow(row[2], _span3(row[3]), _span3(row[4]), _span3(row[5]), row[6])
+        for row in cur.fetchall()
+    }
+
+
+Question = tuple[int, sql.Composable]  # (OID of the relation it reads, a scalar subquery that answers it)
+
+
+def exists_probe(ref: TableRef) -> sql.Composable:
+    """Whether a table holds a row: EXISTS, never count(*), never reltuples."""
+    return sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier(ref.schema, ref.name))
+
+
+def presence_questions(relations: dict[int, TableRef]) -> dict[int, Question]:
+    return {oid: (oid, exists_probe(ref)) for oid, ref in relations.items()}
+
+
+def ask(cur: Cursor, questions: dict[Any, Question]) -> tuple[dict[Any, Any], set[Any]]:
+    """Every question in a bounded number of statements, in the caller's transaction. Returns the answers
+    and the keys whose relation another session holds locked (ACCESS EXCLUSIVE, held or awaited): those are
+    left out after one lock_timeout step, and the rest are answered without them."""
+    answers: dict[Any, Any] = {}
+    locked: set[Any] = set()
+    items = list(questions.items())
+    for i in range(0, len(items), PROBES_PER_STATEMENT):
+        pending = dict(items[i:i + PROBES_PER_STATEMENT])
+        unexplained = 0
+        while pending:
+            try:
+                with cur.connection.transaction():  # a savepoint: a lock timeout costs this statement only
+                    answers.update(_ask_all(cur, pending))
+                break
+            except psycopg.errors.LockNotAvailable:
+                oids = sorted({oid for oid, _ in pending.values()})
+                held = {row[0] for row in cur.execute(_LOCKED, {"oids": oids}).fetchall()}
+                keys = {k for k, (oid, _) in pending.items() if oid in held}
+                if not keys:
+                    # Released in the meantime (the next try gets through), or a lock pg_locks does not tie to
+                    # these tables: after a few such tries, count the whole statement as locked.
+                    unexplained += 1
+                    keys = set(pending) if unexplained >= 3 else set()
+                locked |= keys
+                pending = {k: v for k, v in pending.items() if k not in keys}
+            except psycopg.errors.UndefinedTable:
+                raise Moved() from None
+    return answers, locked
+
+
+def _ask_all(cur: Cursor, questions: dict[Any, Question]) -> dict[Any, Any]:
+    keys = list(questions)
+    statements = [
+        sql.SQL("SELECT {}::int, {}").format(sql.Literal(i), questions[k][1]) for i, k in enumerate(keys)
     ]
-    cur.execute(sql.SQL(" UNION ALL ").join(probes))
-    return {key: bool(present) for key, present in cur.fetchall()}
+    cur.execute(sql.SQL(" UNION ALL ").join(statements))
+    return {keys[i]: value for i, value in cur.fetchall()}
+
+
+def settle(conn: Connection, questions: dict[Any, Question], ladder: Ladder) -> tuple[dict[Any, Any], set[Any]]:
+    """Ask, each attempt in a short transaction of its own (partman never holds a read open while it waits
+    for a lock), pausing between attempts, until everything is answered or the budget is spent. Returns the
+    answers and the keys whose relation stayed locked."""
+    answers: dict[Any, Any] = {}
+    pending = dict(questions)
+    try:
+        for step in attempts(ladder, "locked partitions"):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{step}ms",))
+                got, held = ask(cur, pending)
+            answers.update(got)
+            pending = {k: v for k, v in pending.items() if k in held}
+            if not pending:
+                break
+    except LockBusy:
+        pass
+    return answers, set(pending)
+
+
+def row_presence(cur: Cursor, tables: dict[int, TableRef]) -> dict[int, bool]:
+    """EXISTS per table (keyed by OID) in the caller's transaction, under its lock_timeout; a table locked by
+    another session raises LockNotAvailable, for the caller's ladder to retry."""
+    answers, locked = ask(cur, presence_questions(tables))
+    if locked:
+        raise psycopg.errors.LockNotAvailable(f"{tables[min(locked)]} is locked by another session")
+    return {k: bool(v) for k, v in answers.items()}
 
 
 def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> TableState:
-    _, _, oid, relkind, strat, key_columns, key_type_name = parent
+    _, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner = parent
+    access = Access(schema_exists=schema_exists, may_create=may_create, owned=owned, owner=owner)
     if oid is None:
-        return TableState(ref)
+        return TableState(ref, access=access)
     state = TableState(
         ref,
         oid=oid,
         strategy=_STRATEGY.get(strat) if relkind == "p" else None,
         key_columns=tuple(key_columns or ()),
         key_type_name=key_type_name,
+        access=access,
     )
     key_type = state.key_type if len(state.key_columns) == 1 else None
     partitions, unparsed, default = [], [], None
@@ -324,15 +504,13 @@ def _value(text: str, key_type: KeyType, *, is_end: bool) -> Optional[KeyValue]:
     return value
 
 
-def default_row_counts(conn: Connection, states: Iterable[TableState], cap: int = 1_000_000) -> dict[int, int]:
-    """Rows in each default partition, counted up to cap, in one statement (drift reports them)."""
-    defaults = [s.default for s in states if s.default is not None]
-    if not defaults:
-        return {}
-    probes = [
-        sql.SQL("SELECT {}::oid, (SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) AS capped)").format(
-            sql.Literal(p.oid), sql.Identifier(p.ref.schema, p.ref.name), sql.Literal(cap)
-        )
-        for p in defaults
-    ]
-    return {oid: n for oid, n in conn.execute(sql.SQL(" UNION ALL ").join(probes)).fetchall()}
+def default_row_counts(conn: Connection, states: Iterable[TableState], ladder: Ladder, cap: int = 1_000_000
+                       ) -> tuple[dict[int, int], set[int]]:
+    """Rows in each default partition, counted up to cap, in one statement (drift reports them); and the
+    defaults another session kept locked for the whole ladder."""
+    questions = {
+        s.default.oid: (s.default.oid, sql.SQL("(SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) AS capped)").format(
+            sql.Identifier(s.default.ref.schema, s.default.ref.name), sql.Literal(cap)))
+        for s in states if s.default is not None
+    }
+    return settle(conn, questions, ladder) if questions else ({}, set())

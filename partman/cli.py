@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .errors import CatalogError, PartmanError, SpecError
+from .errors import CatalogError, PartmanError, SpecError, UsageError
 
 EXIT_USAGE = 64  # EX_USAGE: click's default of 2 would read as "changes pending"
 
@@ -70,6 +70,11 @@ UrlOpt = typer.Option(
 NowOpt = typer.Option(None, "--now", help="Pin the clock (ISO 8601 with offset); default: the database's now().")
 SchemaOpt = typer.Option(None, "--state-schema", help="Schema of partition_log, partition_audit_log, partition_config.")
 TableOpt = typer.Option(None, "--table", "-t", help="Only this table (name or schema.name); repeatable.")
+# PostgreSQL's lock_timeout is an int of milliseconds; a step above a minute would defeat the ladder's purpose.
+LockTimeoutOpt = typer.Option(100, "--lock-timeout-ms", min=1, max=60_000,
+                              help="How long any one lock request may wait (writers can queue behind it), in ms.")
+LockBudgetOpt = typer.Option(30.0, "--lock-budget", min=0.0, max=86_400.0,
+                             help="Seconds of retries, with pauses between them, before a lock is given up (exit 4).")
 
 
 @app.command()
@@ -104,13 +109,17 @@ def plan(
     project_file: Optional[Path] = ProjectOpt,
     database_url: Optional[str] = UrlOpt,
     state_schema: Optional[str] = SchemaOpt,
+    lock_timeout_ms: int = LockTimeoutOpt,
+    lock_budget_s: float = LockBudgetOpt,
 ) -> None:
     """Show what apply would do, without changing anything."""
     from . import planfile, render
+    from .lock import Ladder
 
     if output not in ("text", "json", "markdown"):
         raise typer.BadParameter("must be text, json or markdown", param_hint="--format")
-    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables)
+    ladder = Ladder(step_ms=lock_timeout_ms, budget_s=lock_budget_s)
+    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables, ladder)
     the_plan = session.plan()
     if output == "json":
         _emit(render.as_json(the_plan), color=False)
@@ -121,6 +130,7 @@ def plan(
     if out is not None:
         planfile.write(planfile.new(the_plan, session.specs, planfile.target_of(session.conn, env)), out)
         OUT.warn(f"Saved the plan to {out}; apply exactly it with: partman apply {out}")
+    _table_errors(the_plan)
     if the_plan.errors:
         raise typer.Exit(1)
     if detailed_exitcode and the_plan.changes:
@@ -137,26 +147,33 @@ def apply(
     project_file: Optional[Path] = ProjectOpt,
     database_url: Optional[str] = UrlOpt,
     state_schema: Optional[str] = SchemaOpt,
-    lock_timeout_ms: int = typer.Option(100, "--lock-timeout-ms", min=1, help="lock_timeout of the first attempt."),
-    lock_budget_s: float = typer.Option(30.0, "--lock-budget", min=0.0, help="Seconds of retries before giving up (exit 4)."),
+    lock_timeout_ms: int = LockTimeoutOpt,
+    lock_budget_s: float = LockBudgetOpt,
     move_default_rows: bool = typer.Option(
         False, "--move-default-rows", help="Move rows from the default partition into new partitions covering them."
+    ),
+    allow_clock_skew: bool = typer.Option(
+        False, "--allow-clock-skew", envvar="PARTMAN_ALLOW_CLOCK_SKEW",
+        help="Apply with --now more than one interval away from the database's clock.",
     ),
 ) -> None:
     """Plan, confirm and apply; or apply exactly a saved plan. Per table: under its advisory lock, short lock timeouts."""
     from . import render
     from .lock import Ladder
 
-    ladder = Ladder(first_ms=lock_timeout_ms, budget_s=lock_budget_s)
+    ladder = Ladder(step_ms=lock_timeout_ms, budget_s=lock_budget_s)
     if len(specs) == 1 and specs[0].suffix == ".json" and specs[0].is_file():
-        _apply_saved(specs[0], env, project_file, database_url, state_schema, ladder, move_default_rows)
+        _apply_saved(specs[0], env, project_file, database_url, state_schema, ladder, move_default_rows, allow_clock_skew)
         return
     if env is None:
         raise typer.BadParameter("is required with spec files", param_hint="--env")
-    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables)
+    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables, ladder)
+    if session.pinned and not allow_clock_skew:
+        _refuse_skew(session.specs, session.now, session.database_now)
     the_plan = session.plan(digests=True)
     if not OUT.quiet:
         _emit(render.text(the_plan), color=True)
+    _table_errors(the_plan)
     withheld = 0
     if session.protected and the_plan.destructive:
         withheld = the_plan.destructive
@@ -179,7 +196,8 @@ def apply(
     raise typer.Exit(code or (1 if withheld else 0))
 
 
-def _apply_saved(path: Path, env: Optional[str], project_file, database_url, state_schema, ladder, move_default_rows) -> None:
+def _apply_saved(path: Path, env: Optional[str], project_file, database_url, state_schema, ladder, move_default_rows,
+                 allow_clock_skew: bool = False) -> None:
     """Apply exactly what was reviewed: same target, same specs, same state, or nothing at all."""
     from . import planfile, render
 
@@ -187,6 +205,9 @@ def _apply_saved(path: Path, env: Optional[str], project_file, database_url, sta
     if env is not None and env != saved.plan.env:
         raise SpecError(f"{path} was made for env {saved.plan.env}, not {env}")
     session = _Session.connect(list(saved.specs), saved.plan.env, project_file, database_url, state_schema, [path])
+    session.ladder = ladder
+    if saved.plan.pinned and not allow_clock_skew:
+        _refuse_skew(list(saved.specs), saved.plan.now, session.conn.execute("SELECT now()").fetchone()[0])
     here = planfile.target_of(session.conn, saved.plan.env)
     if (here.database, here.host, here.port) != (saved.target.database, saved.target.host, saved.target.port):
         raise SpecError(f"{path} was made for {saved.target.describe()}; this connection is to {here.describe()}; nothing changed")
@@ -209,13 +230,52 @@ def _run_apply(session: "_Session", the_plan: Any, plan_id: str, ladder: Any, *,
             protected=session.protected and not exact, move_default_rows=move_default_rows,
             on_table=lambda o: advance(_report(o)),
         )
-    applied = [o for o in outcomes if o.status is Status.APPLIED]
-    done = {kind: sum(a.kind.value == kind for o in applied for a in o.actions) for kind in ("create", "detach", "drop")}
-    OUT.info(
-        f"Apply complete: {done['create']} created, {done['detach']} detached, {done['drop']} dropped"
-        f" in {len(applied)} table{'s' if len(applied) != 1 else ''}."
-    )
+    OUT.info(_apply_summary(outcomes))
     return exit_code(outcomes)
+
+
+def _apply_summary(outcomes: list) -> str:
+    """What was done, counted in every table: a table that failed after some actions counts them too."""
+    from .apply import Status
+
+    done = {kind: sum(a.kind.value == kind for o in outcomes for a in o.actions)
+            for kind in ("create", "detach", "drop", "reattach")}
+    changed = sum(1 for o in outcomes if o.actions)
+    failed = sum(1 for o in outcomes if o.status not in (Status.APPLIED, Status.UNCHANGED))
+    counts = f"{done['create']} created, {done['detach']} detached, {done['drop']} dropped"
+    if done["reattach"]:
+        counts += f", {done['reattach']} re-attached"
+    where = f"in {changed} table{'s' if changed != 1 else ''}"
+    if failed:
+        return f"Apply incomplete: {counts} {where}; {failed} table{'s' if failed != 1 else ''} failed (see above)."
+    return f"Apply complete: {counts} {where}."
+
+
+def _table_errors(the_plan: Any) -> None:
+    """Tables that could not be planned, on stderr too: the exit code says 1, and stderr says why."""
+    for t in the_plan.tables:
+        for error in t.errors:
+            OUT.warn(f"error: {_cut(error, 400)}")
+
+
+# How far apart a pinned clock and the database's may be, per interval: about one interval.
+_SKEW = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
+
+
+def _refuse_skew(specs: list, pinned: datetime, database_now: datetime) -> None:
+    """--now is for reproducible plans and tests; applying a clock far from the database's would retire or
+    create partitions for another time. More than one interval of the finest spec away is refused."""
+    from datetime import timedelta
+
+    if not specs:
+        return
+    finest = min(specs, key=lambda s: _SKEW[s.interval.value])
+    limit = timedelta(days=_SKEW[finest.interval.value])
+    if abs(pinned - database_now) > limit:
+        raise UsageError(
+            f"--now {pinned.isoformat()} is more than one interval ({finest.interval.value}, {finest.table}) away from"
+            f" the database's clock ({database_now.isoformat()}); pass --allow-clock-skew to apply it anyway"
+        )
 
 
 @app.command()
@@ -232,10 +292,13 @@ def drift(
     project_file: Optional[Path] = ProjectOpt,
     database_url: Optional[str] = UrlOpt,
     state_schema: Optional[str] = SchemaOpt,
+    lock_timeout_ms: int = LockTimeoutOpt,
+    lock_budget_s: float = LockBudgetOpt,
 ) -> None:
     """Report drift between specs and database: exit 0 in sync, 2 drift found, 1 error."""
     from . import catalog, drift as drifts
     from .intervals import Span
+    from .lock import Ladder
 
     if output not in ("text", "json", "markdown", "prometheus"):
         raise typer.BadParameter("must be text, json, markdown or prometheus", param_hint="--format")
@@ -243,17 +306,19 @@ def drift(
         floor = Span.parse(min_runway) if min_runway else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--min-runway") from None
-    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables)
-    snap = session.snapshot()
-    the_plan = session.plan(snap)
-    rows = catalog.default_row_counts(session.conn, snap.tables.values())
-    report = drifts.report(session.specs, snap, the_plan, now=session.now, default_rows=rows, min_runway=floor)
+    ladder = Ladder(step_ms=lock_timeout_ms, budget_s=lock_budget_s)
+    session = _Session.open(specs, env, project_file, database_url, now, state_schema, tables, ladder)
+    snap, the_plan = session.observe()
+    rows, locked = catalog.default_row_counts(session.conn, snap.tables.values(), ladder)
+    report = drifts.report(session.specs, snap, the_plan, now=session.now, default_rows=rows, min_runway=floor,
+                           locked_defaults=frozenset(locked))
     run_at = datetime.now(timezone.utc)
     metrics = drifts.prometheus(report, run_at=run_at)
     body = {"text": drifts.text, "json": drifts.as_json, "markdown": drifts.markdown}.get(output)
     _emit(metrics if body is None else body(report), color=False)
     if prometheus_file is not None:
         _write_atomically(prometheus_file, metrics)
+    _table_errors(the_plan)
     raise typer.Exit(0 if report.in_sync else 2)
 
 
@@ -322,21 +387,27 @@ class _progress:
 
 
 class _Session:
-    """Specs, project and an open connection for one command."""
+    """Specs, project, an open connection and the clock for one command."""
 
-    def __init__(self, specs, project, conn, now, state_schema, protected):
+    def __init__(self, specs, project, conn, now, state_schema, protected, ladder=None):
         self.specs, self.project, self.conn, self.now = specs, project, conn, now
         self.state_schema, self.protected = state_schema, protected
+        self.ladder = ladder
+        self.database_now: Optional[datetime] = None
+        self.pinned = False
 
     @classmethod
-    def open(cls, paths, env, project_file, database_url, now, state_schema, tables=None) -> "_Session":
+    def open(cls, paths, env, project_file, database_url, now, state_schema, tables=None, ladder=None) -> "_Session":
         from . import project as projects
         from .spec import load_specs
 
+        pinned = _parse_now(now) if now else None
         project = projects.load_project(project_file or projects.find(paths))
         specs = _only(load_specs(paths, env, project.env_names), tables)
         session = cls.connect(specs, env, project_file, database_url, state_schema, paths, project=project)
-        session.now = _parse_now(now) if now else session.conn.execute("SELECT now()").fetchone()[0]
+        session.ladder = ladder
+        session.database_now = session.conn.execute("SELECT now()").fetchone()[0]
+        session.now, session.pinned = (pinned, True) if pinned else (session.database_now, False)
         return session
 
     @classmethod
@@ -353,35 +424,38 @@ class _Session:
         OUT.debug(f"connecting to {redact(url)} for env {env}")
         conn = _connect(url)
         settings = project.environments.get(env)
-        return cls(specs, project, conn, None, state_schema or project.state_schema, bool(settings and settings.protected))
+        schema = _state_schema(state_schema or project.state_schema)
+        return cls(specs, project, conn, None, schema, bool(settings and settings.protected))
 
-    def snapshot(self, digests: bool = False):
-        from . import catalog
+    def observe(self, digests: bool = False):
+        """The snapshot and the plan, read under the ladder; the plan says whether the clock was pinned."""
+        from dataclasses import replace
 
-        snap = catalog.snapshot(self.conn, self.specs, now=self.now, state_schema=self.state_schema, digests=digests)
+        from .observe import observe
+
+        snap, the_plan = observe(self.conn, self.specs, now=self.now, env=self.specs[0].env if self.specs else "",
+                                 state_schema=self.state_schema, ladder=self.ladder, digests=digests)
         OUT.debug(f"read {sum(len(t.partitions) for t in snap.tables.values())} partitions of {len(snap.tables)} tables")
-        return snap
+        return snap, replace(the_plan, pinned=self.pinned, database_now=self.database_now if self.pinned else None)
 
-    def plan(self, snap=None, digests: bool = False):
+    def plan(self, digests: bool = False):
         """digests=True for a plan that apply will carry out: it checks them under each table's lock."""
-        from . import moves, planner
-        from .plan import ActionKind
+        return self.observe(digests)[1]
 
-        snap = snap or self.snapshot(digests)
-        the_plan = planner.plan(self.specs, snap, now=self.now, env=self.specs[0].env if self.specs else "")
-        # Rows waiting in a default partition inside a range to create: one more question, asked only if some do.
-        keys = {s.table: s.partition_key for s in self.specs}
-        requests = [
-            (t.table, a.bounds, (snap.tables[t.table].default.ref, keys[t.table], a.bounds))
-            for t in the_plan.tables
-            for a in t.actions
-            if a.kind is ActionKind.CREATE and snap.tables[t.table].default is not None
-            and snap.has_rows.get(snap.tables[t.table].default.oid)
-        ]
-        if requests:
-            counts = moves.rows_in_ranges(self.conn, [r for _, _, r in requests])
-            the_plan = planner.with_default_rows(the_plan, {(t, b): n for (t, b, _), n in zip(requests, counts)})
-        return the_plan
+
+def _state_schema(name: str) -> str:
+    """The state schema as given (an identifier, quoted when SQL is composed); never a system schema."""
+    if not name or "\x00" in name or len(name.encode()) > 63:
+        raise typer.BadParameter(f"{_cut(name)!r} is not a schema name (1 to 63 bytes, no NUL)", param_hint="--state-schema")
+    if name in ("pg_catalog", "information_schema", "pg_toast") or name.startswith("pg_temp"):
+        raise typer.BadParameter(f"{name} is a system schema; partman's state tables cannot live there",
+                                 param_hint="--state-schema")
+    return name
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """A value echoed in a message, cut so a huge input cannot flood the terminal."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _only(specs: list, tables: Optional[List[str]]) -> list:
@@ -403,22 +477,27 @@ def _only(specs: list, tables: Optional[List[str]]) -> list:
 def _connect(url: str):
     import psycopg
 
-    from .redact import redact, redact_text
+    from .redact import connection_failure, parse_failure
 
+    unparsable = parse_failure(url)
+    if unparsable:
+        raise CatalogError(unparsable)
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="partman")
     except psycopg.Error as exc:
-        reason = (str(exc).strip().splitlines() or ["connection failed"])[-1]
-        raise CatalogError(f"cannot connect to {redact(url)}: {redact_text(reason, url)}") from None
+        raise CatalogError(connection_failure(url, exc)) from None
 
 
 def _parse_now(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise SpecError(f"--now {text!r} is not an ISO 8601 timestamp (e.g. 2027-01-01T00:00:00Z)") from None
+        raise UsageError(f"--now {_cut(text)!r} is not an ISO 8601 timestamp (e.g. 2027-01-01T00:00:00Z)") from None
     if value.tzinfo is None:
-        raise SpecError(f"--now {text!r} needs an offset (e.g. 2027-01-01T00:00:00Z)")
+        raise UsageError(f"--now {_cut(text)!r} needs an offset (e.g. 2027-01-01T00:00:00Z)")
+    # Far enough from year 1 and 9999 that every window, premake and retention stays on the calendar.
+    if not 1900 <= value.year <= 9000:
+        raise UsageError(f"--now {_cut(text)!r} is outside the years 1900 to 9000")
     return value
 
 
@@ -438,13 +517,9 @@ def _mentioned_envs(paths: List[Path]) -> list[str]:
 
 
 def _write_atomically(path: Path, body: str) -> None:
-    import tempfile
+    from .files import write_atomically
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.resolve().parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(body)
-    os.chmod(tmp, 0o644)  # the textfile collector runs as another user
-    os.replace(tmp, path)
+    write_atomically(path, body, mode=0o644)  # the textfile collector runs as another user
 
 
 def _emit(body: str, *, color: bool) -> None:
@@ -463,6 +538,12 @@ def _emit(body: str, *, color: bool) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: one line on stderr and a documented exit code for every user error; no tracebacks."""
+    import logging
+
+    # psycopg logs "error ignored terminating <Pipeline …>" when a failed pipeline is closed; the failure
+    # itself is what partman reports.
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
+    logging.getLogger("psycopg").propagate = False
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="partman", standalone_mode=False)
@@ -473,12 +554,23 @@ def main(argv: Optional[List[str]] = None) -> None:
     except typer.Abort:
         typer.echo("Aborted; nothing changed.", err=True)
         sys.exit(1)
-    except typer.TyperException as exc:  # click's usage errors
-        exc.show()
+    except typer.TyperException as exc:  # click's usage errors: one line, like every other error
+        where = getattr(getattr(exc, "ctx", None), "command_path", "partman")
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {_cut(message, 300)} (see '{where} --help')", err=True)
         sys.exit(EXIT_USAGE if getattr(exc, "exit_code", 2) == 2 else exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Exception as exc:  # a database error outside a table's own handler, or a defect: one line, no traceback
+        from .failures import describe
+
+        typer.echo(f"error: {describe(exc)}", err=True)
+        if os.environ.get("PARTMAN_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        sys.exit(1)
     finally:
         OUT.quiet, OUT.verbose, OUT.color = False, False, True  # in-process callers (tests) start afresh
     sys.exit(code if isinstance(code, int) else 0)

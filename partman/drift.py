@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .intervals import Span
 from .model import Bounds, KeyType, KeyValue, iso
-from .plan import ActionKind, Plan, Reason, TablePlan
+from .plan import BUSY, ActionKind, Plan, Reason, TablePlan
 from .snapshot import Snapshot, TableState
 from .spec import TableSpec
 from .timeline import Grid, KeySpace, window
@@ -27,6 +27,7 @@ class Kind(str, Enum):
     DEFAULT_ROWS = "default_rows"
     PARENT = "parent"
     PENDING = "pending_changes"
+    BUSY = "busy"  # something drift needed to read was locked by another session for the whole ladder
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,20 @@ def report(
     now: datetime,
     default_rows: dict[int, int],
     min_runway: Optional[Span] = None,
+    locked_defaults: frozenset[int] = frozenset(),
 ) -> Report:
     by_table = {t.table: t for t in plan.tables}
     tables = tuple(
-        _table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), by_table[spec.table], now, default_rows, min_runway)
+        _table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), by_table[spec.table], now, default_rows,
+               min_runway, locked_defaults)
         for spec in sorted(specs, key=lambda s: s.table)
     )
     return Report(plan.env, now, tables)
 
 
 def _table(
-    spec: TableSpec, state: TableState, tp: TablePlan, now: datetime, default_rows: dict[int, int], min_runway: Optional[Span]
+    spec: TableSpec, state: TableState, tp: TablePlan, now: datetime, default_rows: dict[int, int], min_runway: Optional[Span],
+    locked_defaults: frozenset[int] = frozenset(),
 ) -> TableDrift:
     space = KeySpace(tp.key_type, spec.timezone) if tp.key_type else None
     floor = _min_runway(spec, now, min_runway)
@@ -125,6 +129,11 @@ def _table(
             findings.append(Finding(Kind.EXPIRED, "expired: retention should have detached it", str(a.partition)))
         elif a.reason is Reason.RETENTION_GRACE_ELAPSED and not a.attached:
             findings.append(Finding(Kind.GRACE_ELAPSED, "detached and past its grace: should have been dropped", str(a.partition)))
+    for n in tp.kept + tp.warnings:
+        if n.code == BUSY:
+            findings.append(Finding(Kind.BUSY, f"locked by another session: {n.why}", str(n.partition)))
+    if state.default is not None and state.default.oid in locked_defaults:
+        findings.append(Finding(Kind.BUSY, "locked by another session: its rows were not counted", str(state.default.ref)))
     rows = default_rows.get(state.default.oid, 0) if state.default else 0
     if rows:
         findings.append(Finding(Kind.DEFAULT_ROWS, f"{rows:,} rows in the default partition", str(state.default.ref)))

@@ -38,3 +38,9 @@ class LockBusy(PartmanError):
     """A lock was not obtained within the lock_timeout ladder; safe to retry later."""
 
     exit_code = 4
+
+
+class UsageError(PartmanError):
+    """The command line asks for something partman refuses (EX_USAGE); nothing was changed."""
+
+    exit_code = 64

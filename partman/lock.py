@@ -25,19 +25,25 @@ _ADVISORY = "SELECT pg_advisory_xact_lock(%s, ('x' || left(md5(format('%%I.%%I',
 
 @dataclass(frozen=True)
 class Ladder:
-    """lock_timeout of each attempt: first_ms, doubling up to max_ms, until budget_s of wall time is spent."""
+    """Lock attempts: each waits in the lock queue at most step_ms (lock_timeout), and the pause between
+    attempts grows from step_ms, doubling up to max_pause_ms, until budget_s of wall time is spent.
 
-    first_ms: int = 100
-    max_ms: int = 5000
+    The wait inside the queue never grows: a lock request that waits queues every later writer behind
+    it, so partman backs off by sleeping between attempts, never by waiting longer in the queue."""
+
+    step_ms: int = 100
+    max_pause_ms: int = 5000
     budget_s: float = 30.0
 
-    def next(self, step_ms: int) -> int:
-        return min(step_ms * 2, self.max_ms)
+    @property
+    def first_ms(self) -> int:
+        return self.step_ms
 
-    @staticmethod
-    def pause(step_ms: int) -> float:
-        """Back off between attempts, jittered so that competing runs do not retry in step."""
-        return min(step_ms, 1000) / 1000 * random.uniform(0.25, 0.5)
+    def pause(self, attempt: int) -> float:
+        """Seconds to sleep after the attempt-th failed attempt (from 1), jittered so that competing runs
+        do not retry in step."""
+        base = min(self.step_ms * (2 ** min(attempt - 1, 16)), self.max_pause_ms)
+        return base / 1000 * random.uniform(0.5, 1.0)
 
 
 def advisory_lock(conn: Connection, table: TableRef) -> None:
@@ -57,26 +63,24 @@ _SESSION_UNLOCK = (
 
 
 def attempts(ladder: Ladder, what: str) -> Iterator[int]:
-    """lock_timeout values to try, in order, sleeping between them; LockBusy once the budget is spent.
-
-    The caller breaks out of the loop on success and continues it after a lock timeout."""
+    """The lock_timeout (ms) of each attempt, always the ladder's step, sleeping between attempts; LockBusy
+    once the budget is spent. The caller breaks out of the loop on success and continues it after a timeout."""
     deadline = time.monotonic() + ladder.budget_s
-    step, count = ladder.first_ms, 0
+    count = 0
     while True:
         count += 1
-        yield step
+        yield ladder.step_ms
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LockBusy(
-                f"{what}: lock not obtained in {count} attempts within {ladder.budget_s:g}s"
-                " (another transaction holds it); safe to retry"
+                f"{what}: lock not obtained in {count} attempt{'s' if count != 1 else ''} within {ladder.budget_s:g}s"
+                " (another session holds it); safe to retry"
             )
-        time.sleep(min(Ladder.pause(step), remaining))
-        step = max(1, min(ladder.next(step), int((deadline - time.monotonic()) * 1000)))
+        time.sleep(min(ladder.pause(count), remaining))
 
 
 def with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[], T]) -> T:
-    """Run work in one transaction with a short lock_timeout; on a lock timeout roll back and retry, longer.
+    """Run work in one transaction with a short lock_timeout; on a lock timeout roll back, pause, and retry.
 
     Never waits without a timeout: a DDL statement queued behind a long query queues every later writer
     behind itself, so giving up and retrying is kinder to the application than waiting."""
@@ -92,15 +96,15 @@ def with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[],
 
 def statement_with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[int], T]) -> T:
     """Like with_retries, for statements that cannot run in a transaction block (DETACH … CONCURRENTLY):
-    lock_timeout is set for the session around each attempt. work gets the attempt number (from 0)."""
+    lock_timeout is set for the session before each attempt and stays at the step afterwards, so later
+    statements outside a transaction are bounded too (session_lock restores the session's own value).
+    work gets the attempt number (from 0)."""
     for n, step in enumerate(attempts(ladder, what)):
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{step}ms")))
         try:
             return work(n)
         except psycopg.errors.LockNotAvailable:
             continue
-        finally:
-            conn.execute("RESET lock_timeout")
     raise AssertionError("unreachable: attempts() raises when the budget is spent")
 
 

@@ -45,6 +45,11 @@ def _in_range(key: str, bounds: Bounds) -> sql.Composed:
     )
 
 
+def in_range_count(table: TableRef, key: str, bounds: Bounds) -> sql.Composed:
+    """The scalar subquery counting a table's rows in a range."""
+    return sql.SQL("(SELECT count(*) FROM {} WHERE {})").format(ddl.ident(table), _in_range(key, bounds))
+
+
 def rows_in_ranges(conn: Connection, requests: list[tuple[TableRef, str, Bounds]]) -> list[int]:
     """Rows of each (default partition, key column, range), in one statement."""
     if not requests:

@@ -12,12 +12,14 @@ from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .snapshot import ConfigRow, structure_fingerprint
 
 FORMAT_VERSION = 1
+BUSY = "PM208"  # a note's code when what it is about was locked by another session (see planner)
 
 
 class ActionKind(str, Enum):
     CREATE = "create"
     DETACH = "detach"
     DROP = "drop"
+    REATTACH = "reattach"  # a partition retention detached, attached again with its rows (retention lengthened)
 
 
 class Reason(str, Enum):
@@ -25,10 +27,13 @@ class Reason(str, Enum):
     RETENTION = "retention"
     RETENTION_GRACE_ELAPSED = "retention_grace_elapsed"
     INTERVAL_CHANGE = "interval_change"
+    RETENTION_LENGTHENED = "retention_lengthened"
 
 
 # The order in which apply runs a table's actions: free ranges before filling them.
-APPLY_ORDER = {ActionKind.DETACH: 0, ActionKind.DROP: 1, ActionKind.CREATE: 2}
+APPLY_ORDER = {ActionKind.DETACH: 0, ActionKind.DROP: 1, ActionKind.REATTACH: 2, ActionKind.CREATE: 3}
+# Actions that take a partition away: withheld in a protected environment, reviewed in markdown.
+DESTRUCTIVE = (ActionKind.DETACH, ActionKind.DROP)
 
 
 @dataclass(frozen=True)
@@ -144,12 +149,17 @@ class TablePlan:
 
     def without_destructive(self) -> "TablePlan":
         """This plan with its detaches and drops withheld, and with the creates that needed them."""
-        withheld = [a for a in self.actions if a.kind is not ActionKind.CREATE]
+        withheld = [a for a in self.actions if a.kind in DESTRUCTIVE]
         kept = tuple(
             a for a in self.actions
-            if a.kind is ActionKind.CREATE and not any(a.bounds.overlaps(w.bounds) for w in withheld if w.attached)
+            if a.kind not in DESTRUCTIVE and not any(a.bounds.overlaps(w.bounds) for w in withheld if w.attached)
         )
         return replace(self, actions=kept)
+
+    @property
+    def busy(self) -> bool:
+        """Some of what this plan rests on was locked by another session: the plan is conservative there."""
+        return any(n.code == BUSY for n in self.kept + self.warnings)
 
     def count(self, kind: ActionKind) -> int:
         return sum(1 for a in self.actions if a.kind is kind)
@@ -194,6 +204,12 @@ class Plan:
     env: str
     now: datetime
     tables: tuple[TablePlan, ...] = field(default_factory=tuple)
+    pinned: bool = False  # now was given with --now, not read from the database's clock
+    database_now: Optional[datetime] = None  # the database's clock when now was pinned
+
+    @property
+    def busy(self) -> bool:
+        return any(t.busy for t in self.tables)
 
     @property
     def changes(self) -> bool:
@@ -208,7 +224,7 @@ class Plan:
 
     @property
     def destructive(self) -> int:
-        return sum(1 for t in self.tables for a in t.actions if a.kind is not ActionKind.CREATE)
+        return sum(1 for t in self.tables for a in t.actions if a.kind in DESTRUCTIVE)
 
     def summary(self) -> dict[str, int]:
         return {kind.value: sum(t.count(kind) for t in self.tables) for kind in ActionKind}
@@ -218,6 +234,7 @@ class Plan:
             "format_version": FORMAT_VERSION,
             "env": self.env,
             "now": iso(self.now),
+            "clock": {"pinned": self.pinned, "database_now": iso(self.database_now)},
             "tables": [t.to_dict(saved=saved) for t in self.tables],
             "summary": self.summary(),
         }
@@ -225,10 +242,13 @@ class Plan:
     @classmethod
     def from_dict(cls, d: dict[str, Any], observed: Optional[dict[str, dict]] = None) -> "Plan":
         observed = observed or {}
+        clock = d.get("clock") or {}
         return cls(
             env=d["env"],
             now=datetime.fromisoformat(d["now"]),
             tables=tuple(TablePlan.from_dict(t, observed.get(t["table"])) for t in d["tables"]),
+            pinned=bool(clock.get("pinned")),
+            database_now=datetime.fromisoformat(clock["database_now"]) if clock.get("database_now") else None,
         )
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +63,9 @@ def new(plan: Plan, specs: list[TableSpec], target: Target) -> SavedPlan:
 
 def write(saved: SavedPlan, path: Path) -> None:
     """Atomically: a reader never sees half a plan."""
-    body = json.dumps(saved.to_dict(), indent=2, sort_keys=True) + "\n"
-    directory = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        f.write(body)
-    os.replace(tmp, path)
+    from .files import write_atomically
+
+    write_atomically(path, json.dumps(saved.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def read(path: Path) -> SavedPlan:

@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef
 from .naming import partition_name
-from .plan import Action, ActionKind, Basis, Note, Plan, Reason, TablePlan
+from .plan import BUSY, Action, ActionKind, Basis, Note, Plan, Reason, TablePlan
 from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from .spec import TableSpec
@@ -22,6 +22,9 @@ DETACHED_MISSING = "PM203"
 DEFAULT_ROWS = "PM204"
 UNREADABLE_BOUND = "PM205"
 INTERRUPTED = "PM207"
+# BUSY = "PM208" (plan.py): locked by another session for the whole ladder; planned conservatively
+ZONE_IGNORED = "PM209"
+DETACHED_OVERLAPPED = "PM210"
 MAX_PARTITIONS_PER_PLAN = 5000
 
 
@@ -30,7 +33,8 @@ def plan(specs: Iterable[TableSpec], snapshot: Snapshot, *, now: datetime, env: 
         raise ValueError("now must be timezone-aware")
     taken = set(snapshot.taken_names)
     tables = tuple(
-        plan_table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), snapshot.has_rows, now, taken)
+        plan_table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), snapshot.has_rows, now, taken,
+                   busy=snapshot.busy)
         for spec in sorted(specs, key=lambda s: s.table)
     )
     return Plan(env=env, now=now, tables=tables)
@@ -91,10 +95,29 @@ class _Table:
     kept: list
     unmanaged: list
     warnings: list
+    cutoff: Optional[KeyValue] = None
 
 
 def plan_table(
-    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef]
+    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef],
+    *, busy: frozenset[int] = frozenset(),
+) -> TablePlan:
+    """One table's plan. busy: partitions whose row presence is unknown (locked by another session)."""
+    try:
+        return _plan_table(spec, state, has_rows, now, taken, busy)
+    except (OverflowError, ValueError) as exc:
+        if "range" not in str(exc) and not isinstance(exc, OverflowError):
+            raise
+        return TablePlan(
+            table=spec.table, source=spec.source, key_type=None, spec_fingerprint=spec.fingerprint(),
+            errors=(f"{spec.table}: the planning window reaches past the calendar (years 1 to 9999);"
+                    " check premake, retention and --now",),
+        )
+
+
+def _plan_table(
+    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef],
+    busy: frozenset[int],
 ) -> TablePlan:
     base = dict(
         table=spec.table,
@@ -112,7 +135,12 @@ def plan_table(
     now_key = space.key_of(now)
     cutoff = retention_cutoff(space, now, spec.retention)
     managed = state.managed
-    t = _Table(spec, state, grid, [], [], [], [])
+    t = _Table(spec, state, grid, [], [], [], [], cutoff)
+    if spec.timezone != "UTC" and key_type is not KeyType.TIMESTAMPTZ:
+        t.warnings.append(Note(ZONE_IGNORED, spec.table, Bounds(None, None),
+                               f"timezone {spec.timezone} on a {key_type.value} key: boundaries are the key's own"
+                               f" {'dates' if key_type is KeyType.DATE else 'wall-clock times'}; the zone only"
+                               " decides what today is"))
 
     obstacles: list[Bounds] = []
     replaceable: list[Partition] = []
@@ -129,6 +157,7 @@ def plan_table(
                 continue
             if intent == "detach":
                 t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, p.rows_estimate, p.oid))
+                t.actions.extend(_after_detach(t, p.ref, p.bounds, p.rows_estimate, p.oid, cutoff))
                 t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted detach: this apply finishes it"))
             else:
                 t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "a detach is pending (not partman's); left alone"))
@@ -146,7 +175,10 @@ def plan_table(
             )
             t.unmanaged.append(Note(code, p.ref, p.bounds, why))
         if not expired and _replaceable(p, grid, now_key, managed, log_key):
-            if has_rows.get(p.oid, True):
+            if p.oid in busy:
+                t.kept.append(Note(BUSY, p.ref, p.bounds, "locked by another session: could not check it for rows;"
+                                   " kept for now (plan again later)"))
+            elif has_rows.get(p.oid, True):
                 t.kept.append(
                     Note(KEPT_WITH_ROWS, p.ref, p.bounds, "holds rows; kept (future-data check), the new layout fills around it")
                 )
@@ -161,7 +193,7 @@ def plan_table(
             Note(UNREADABLE_BOUND, TableRef(spec.table.schema, name), Bounds(None, None), f"bound {expr!r} not understood; left alone")
         )
         obstacles.append(Bounds(None, None))  # cannot tell where it lies: make no partition anywhere
-    _retire_detached(t, now)
+    obstacles += _retire_detached(t, now, cutoff)
 
     wanted = [
         piece
@@ -188,7 +220,10 @@ def plan_table(
     for b in creates:
         t.actions.append(Action(ActionKind.CREATE, partition_name(spec.table, grid, b, taken), b, Reason.PREMAKE))
 
-    if state.default is not None and has_rows.get(state.default.oid, False) and creates:
+    if state.default is not None and state.default.oid in busy and creates:
+        t.warnings.append(Note(BUSY, state.default.ref, Bounds(None, None), "locked by another session: its rows were"
+                               " not checked; apply checks them under the table's lock"))
+    elif state.default is not None and has_rows.get(state.default.oid, False) and creates:
         t.warnings.append(
             Note(
                 DEFAULT_ROWS,
@@ -198,6 +233,9 @@ def plan_table(
             )
         )
 
+    denied = _denied(spec, state, t.actions)
+    if denied:
+        return TablePlan(key_type=key_type, errors=(denied,), **base)
     wanted_config = desired_config(spec)
     return TablePlan(
         key_type=key_type,
@@ -211,15 +249,22 @@ def plan_table(
     )
 
 
-def with_default_rows(plan: Plan, counts: dict[tuple[TableRef, Bounds], int]) -> Plan:
-    """The plan with each create marked with the default partition's rows in its range (counted by the shell)."""
+def with_default_rows(plan: Plan, counts: dict[tuple[TableRef, Bounds], int],
+                      busy: frozenset[TableRef] = frozenset()) -> Plan:
+    """The plan with each create marked with the default partition's rows in its range (counted by the shell);
+    busy: tables whose default partition another session kept locked while they were counted."""
     tables = []
     for t in plan.tables:
         actions = tuple(
             replace(a, default_rows=counts.get((t.table, a.bounds), 0)) if a.kind is ActionKind.CREATE else a
             for a in t.actions
         )
-        tables.append(replace(t, actions=actions))
+        warnings = t.warnings
+        if t.table in busy:
+            note = Note(BUSY, t.table, Bounds(None, None), "its default partition was locked by another session: its"
+                        " rows in the new ranges were not counted; apply counts them under the table's lock")
+            warnings = tuple(sorted(warnings + (note,), key=_note_order))
+        tables.append(replace(t, actions=actions, warnings=warnings))
     return replace(plan, tables=tuple(tables))
 
 
@@ -254,6 +299,12 @@ def _check_parent(spec: TableSpec, state: TableState) -> list[str]:
             f"{spec.table}: partition key {spec.partition_key} has type {state.key_type_name};"
             " partman manages timestamptz, timestamp and date keys"
         ]
+    declared = spec.declared_key_type
+    if declared is not None and declared is not state.key_type:
+        return [
+            f"{spec.table}: partition key {spec.partition_key} is {state.key_type.value} in the database, but the"
+            f" spec's columns say {declared.value} ({spec.source}); fix the spec"
+        ]
     return []
 
 
@@ -261,52 +312,92 @@ def _retire(t: _Table, p: Partition, now: datetime) -> None:
     """Retention detaches; the drop waits for the grace period (and follows at once when it is zero)."""
     t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, rows_estimate=p.rows_estimate, oid=p.oid))
     if t.spec.retention_grace.amount == 0:
-        t.actions.append(
-            Action(
-                ActionKind.DROP,
-                p.ref,
-                p.bounds,
-                Reason.RETENTION_GRACE_ELAPSED,
-                rows_estimate=p.rows_estimate,
-                oid=p.oid,
-                attached=False,
-            )
-        )
+        t.actions.append(_grace_drop(p.ref, p.bounds, p.rows_estimate, p.oid))
 
 
-def _retire_detached(t: _Table, now: datetime) -> None:
+def _grace_drop(ref: TableRef, bounds: Bounds, rows: Optional[int], oid: Optional[int]) -> Action:
+    return Action(ActionKind.DROP, ref, bounds, Reason.RETENTION_GRACE_ELAPSED, rows_estimate=rows, oid=oid, attached=False)
+
+
+def _after_detach(t: _Table, ref: TableRef, bounds: Bounds, rows: Optional[int], oid: Optional[int],
+                  cutoff: Optional[KeyValue]) -> list[Action]:
+    """What follows once an interrupted retention detach is finished, planned with it so that one run does
+    both: the drop when the grace is zero, or re-attaching when retention no longer wants the range gone."""
+    if not _expired(bounds, cutoff):
+        return [Action(ActionKind.REATTACH, ref, bounds, Reason.RETENTION_LENGTHENED, rows_estimate=rows, oid=oid)]
+    if t.spec.retention_grace.amount == 0:
+        return [_grace_drop(ref, bounds, rows, oid)]
+    return []
+
+
+def _expired(bounds: Bounds, cutoff: Optional[KeyValue]) -> bool:
+    return cutoff is not None and bounds.end is not None and bounds.end <= cutoff
+
+
+def _retire_detached(t: _Table, now: datetime, cutoff: Optional[KeyValue]) -> list[Bounds]:
+    """Plans for the partitions retention detached: drop those past their grace, re-attach (with their rows)
+    those whose range retention no longer wants gone. Returns the ranges they hold, which no create may fill:
+    a detached partition is never replaced by an empty twin."""
     space = t.grid.space
     attached = {_log_key(p, space) for p in t.state.partitions}
+    held: list[Bounds] = []
     for entry in t.state.detached:
         bounds = Bounds(from_log(entry.start, space), from_log(entry.end, space))
-        if entry.pending and (entry.start, entry.end) not in attached and entry.relid is not None and not entry.is_partition:
+        standalone = entry.relid is not None and not entry.is_partition
+        if entry.pending and (entry.start, entry.end) not in attached and standalone:
             # Detached by an interrupted run that meant to drop it (or to record a retention detach).
             if entry.pending == "drop":
                 t.actions.append(Action(ActionKind.DROP, entry.partition, bounds, Reason.INTERVAL_CHANGE, oid=entry.relid, attached=False))
+            else:
+                t.actions.extend(_after_detach(t, entry.partition, bounds, entry.rows_estimate, entry.relid, cutoff))
+                held.append(bounds)
             t.warnings.append(Note(INTERRUPTED, entry.partition, bounds, f"an interrupted {entry.pending}: this apply finishes it"))
             continue
         if entry.pending and (entry.start, entry.end) in attached:
             t.warnings.append(Note(INTERRUPTED, entry.partition, bounds, f"an interrupted {entry.pending} that never began: planned afresh"))
         if entry.detached_at is None or (entry.start, entry.end) in attached:
             continue  # still attached: re-attaching a detached partition is how a retention mistake is undone
-        if entry.relid is None or entry.is_partition:
+        if not standalone:
             t.warnings.append(
                 Note(DETACHED_MISSING, entry.partition, bounds, "detached by retention but no longer a standalone table; left alone")
             )
             continue
+        held.append(bounds)
+        if not _expired(bounds, t.cutoff):
+            covering = [p for p in t.state.partitions if p.bounds.overlaps(bounds)]
+            if covering:
+                t.warnings.append(Note(DETACHED_OVERLAPPED, entry.partition, bounds,
+                                       f"retention no longer expires it, but {covering[0].ref} now covers its range;"
+                                       " left detached, with its rows"))
+            else:
+                t.actions.append(Action(ActionKind.REATTACH, entry.partition, bounds, Reason.RETENTION_LENGTHENED,
+                                        rows_estimate=entry.rows_estimate, oid=entry.relid))
+            continue
         due = t.spec.retention_grace.add(space.local_moment(entry.detached_at))
         if due <= space.local_moment(now):
-            t.actions.append(
-                Action(
-                    ActionKind.DROP,
-                    entry.partition,
-                    bounds,
-                    Reason.RETENTION_GRACE_ELAPSED,
-                    rows_estimate=entry.rows_estimate,
-                    oid=entry.relid,
-                    attached=False,
-                )
-            )
+            t.actions.append(_grace_drop(entry.partition, bounds, entry.rows_estimate, entry.relid))
+    return held
+
+
+def _denied(spec: TableSpec, state: TableState, actions: list[Action]) -> Optional[str]:
+    """Why apply would fail for want of a schema or a privilege, known now rather than halfway through."""
+    access = state.access
+    schema = spec.table.schema
+    if state.oid is None:
+        if not access.schema_exists:
+            return f"{spec.table}: schema {schema} does not exist; create it first (partman creates tables, never schemas)"
+        if not access.may_create:
+            return f"{spec.table}: the connected role has no CREATE privilege on schema {schema}, so it cannot create the table"
+        return None
+    if not actions:
+        return None
+    if any(a.kind is ActionKind.CREATE for a in actions) and not access.may_create:
+        return (f"{spec.table}: the connected role has no CREATE privilege on schema {schema}, so it cannot create"
+                f" partitions (GRANT CREATE ON SCHEMA {schema} TO it)")
+    if not access.owned:
+        return (f"{spec.table}: attaching and detaching partitions needs the table's owner ({access.owner}) or a member"
+                " of that role; the connected role is neither")
+    return None
 
 
 def from_log(value: datetime, space: KeySpace) -> KeyValue:

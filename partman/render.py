@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from .model import Bounds, iso
-from .plan import Action, ActionKind, Plan, Reason, TablePlan
+from .plan import DESTRUCTIVE, Action, ActionKind, Plan, Reason, TablePlan
 
-_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-"}
+_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+"}
 
 
 def summary_line(plan: Plan) -> str:
@@ -21,8 +21,18 @@ def summary_line(plan: Plan) -> str:
     return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{tables}{config}."
 
 
+def clock_line(plan: Plan) -> str:
+    """Says plainly when the clock was pinned: a pinned plan is for reproducing, not for running at noon."""
+    if not plan.pinned:
+        return ""
+    told = f"; the database's clock says {iso(plan.database_now)}" if plan.database_now else ""
+    return f"The clock is pinned by --now to {iso(plan.now)}{told}."
+
+
 def text(plan: Plan) -> str:
-    lines = [f"partman plan for env {plan.env} at {iso(plan.now)}", ""]
+    lines = [f"partman plan for env {plan.env} at {iso(plan.now)}" + (" (clock pinned by --now)" if plan.pinned else ""), ""]
+    if plan.pinned:
+        lines[1:1] = [clock_line(plan)]
     for t in plan.tables:
         lines.extend(_table_lines(t))
         lines.append("")
@@ -45,6 +55,8 @@ def _table_lines(t: TablePlan) -> list[str]:
         else:
             rows = f"  ({_rows(a)})"
         lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")
+    if t.busy:
+        lines.append("  ! busy     locked by another session: planned with what is known (see PM208 below)")
     if t.config is not None:
         settings = ", ".join(f"{k}={v}" for k, v in t.config.to_dict().items())
         lines.append(f"  ~ config   partition_config: {settings}")
@@ -82,7 +94,9 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
     so an unchanged plan yields an identical comment."""
     lines = [MARKER.format(env=plan.env), f"### partman plan: `{plan.env}`", ""]
     lines.append(f"**{summary_line(plan).rstrip('.')} ({plan.env})**" if plan.changes else f"**No changes ({plan.env}).**")
-    if timestamps:
+    if plan.pinned:
+        lines += ["", f":warning: {clock_line(plan)}"]
+    elif timestamps:
         lines += ["", f"Planned at {iso(plan.now)}."]
     errors = [(t.table, e) for t in plan.tables for e in t.errors]
     if errors:
@@ -90,7 +104,7 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
         lines += [f"- `{table}`: {_md(error)}" for table, error in errors]
     attention = [
         (a.kind.value, t.table, a.partition, a.bounds, a.reason.value, _rows(a))
-        for t in plan.tables for a in t.actions if a.kind is not ActionKind.CREATE
+        for t in plan.tables for a in t.actions if a.kind in DESTRUCTIVE
     ] + [("kept", t.table, n.partition, n.bounds, f"{n.code} {n.why}", "") for t in plan.tables for n in t.kept]
     if attention:
         lines += ["", "| | partition | range | why | rows |", "|---|---|---|---|---|"]

@@ -6,10 +6,12 @@ A concurrent detach spans transactions, so each step is recorded in partition_lo
 
 from __future__ import annotations
 
+from typing import Optional
+
 from psycopg import Connection, sql
 
 from . import audit, catalog, ddl
-from .errors import Blocked, LockBusy
+from .errors import Blocked, LockBusy, StalePlan
 from .lock import Ladder, statement_with_retries, with_retries
 from .model import Bounds, TableRef
 from .plan import Action, ActionKind, Reason
@@ -48,7 +50,7 @@ def retire(conn: Connection, parent: TableRef, action: Action, ctx: audit.Contex
         return
     intent = "detach" if action.kind is ActionKind.DETACH else "drop"
     with_retries(conn, ladder, f"{action.partition}: {intent}",
-                 lambda: _intend(conn, parent, action.partition, space, action.bounds, intent, ctx))
+                 lambda: _intend(conn, parent, action.partition, space, action.bounds, intent, ctx, action))
     try:
         detach(conn, parent, action.partition, ladder, concurrent=concurrent)
     except LockBusy as exc:
@@ -68,10 +70,12 @@ def _drop(conn: Connection, parent: TableRef, action: Action, ctx: audit.Context
 
 
 def _intend(conn: Connection, parent: TableRef, partition: TableRef, space: KeySpace, bounds: Bounds, intent: str,
-            ctx: audit.Context) -> None:
+            ctx: audit.Context, action: Optional[Action] = None) -> None:
     # The ACCESS EXCLUSIVE probe on the partition alone (never the parent) meets any reader that holds it, under
     # the ladder's lock_timeout, before anything is recorded; only writers to that one partition wait, briefly.
     conn.execute(ddl.lock_table(partition))
+    if action is not None:
+        _still(conn, action, attached=True)
     conn.execute(
         sql.SQL(
             "UPDATE {} SET pending_action = %s, pending_since = %s WHERE parent_schema = %s AND parent_name = %s"
@@ -79,6 +83,34 @@ def _intend(conn: Connection, parent: TableRef, partition: TableRef, space: KeyS
         ).format(sql.Identifier(ctx.schema, "partition_log")),
         (intent, ctx.now, parent.schema, parent.name, space.to_log(bounds.start), space.to_log(bounds.end)),
     )
+
+
+def reattach(conn: Connection, parent: TableRef, action: Action, ctx: audit.Context, ladder: Ladder, space: KeySpace) -> None:
+    """Attach again, with its rows and its bounds, a partition retention detached whose range is wanted again
+    (retention was lengthened, or a pinned clock ran ahead). ATTACH takes SHARE UPDATE EXCLUSIVE on the
+    parent, so writers go on; it validates the rows against the bounds while the detached table is locked."""
+    def work() -> None:
+        conn.execute(ddl.lock_table(action.partition))
+        _still(conn, action, attached=False)
+        conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+            ddl.ident(parent), ddl.ident(action.partition), ddl.for_values(action.bounds)))
+        audit.record_all(conn, ctx, parent, [action], space)
+
+    with_retries(conn, ladder, f"{action.partition}: reattach", work)
+
+
+def _still(conn: Connection, action: Action, *, attached: bool) -> None:
+    """Under the lock, before anything destructive or re-attaching: the relation is the very one the plan was
+    made from (same OID), and attached or not as the plan saw it; anything else means the plan is stale."""
+    row = conn.execute(
+        "SELECT c.oid, c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+        (action.partition.schema, action.partition.name),
+    ).fetchone()
+    if row is None or (action.oid is not None and row[0] != action.oid) or bool(row[1]) != attached:
+        now = "gone" if row is None else ("replaced" if action.oid is not None and row[0] != action.oid
+                                          else ("attached" if row[1] else "detached"))
+        raise StalePlan(f"{action.partition} is {now} since the plan was made; left as it is: run plan again")
 
 
 def detach(conn: Connection, parent: TableRef, partition: TableRef, ladder: Ladder, *, concurrent: bool) -> None:
@@ -108,6 +140,8 @@ def _drop_detached(conn: Connection, parent: TableRef, action: Action, ctx: audi
     """Drop a detached partition: no lock on the parent. An interval change's drop checks for rows once more,
     with the partition locked; found rows put it back (attached, committed) and it returns False."""
     conn.execute(ddl.lock_table(action.partition))
+    if not action.attached:
+        _still(conn, action, attached=False)  # a retention drop: never of a partition someone attached again
     if action.reason is Reason.INTERVAL_CHANGE and conn.execute(ddl.has_rows(action.partition)).fetchone()[0]:
         conn.execute(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(

@@ -85,6 +85,16 @@ def _span_text(span: Optional[Span3]) -> Optional[str]:
 
 
 @dataclass(frozen=True)
+class Access:
+    """What the connected role may do about a table, so a plan that cannot work is known at plan time."""
+
+    schema_exists: bool = True
+    may_create: bool = True  # CREATE on the table's schema: new partitions (and a missing parent) go there
+    owned: bool = True  # the role owns the parent or belongs to its owner's role: ATTACH and DETACH need it
+    owner: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class TableState:
     """One parent as the catalog shows it; oid None means the table does not exist."""
 
@@ -102,6 +112,7 @@ class TableState:
     config: Optional[ConfigRow] = None
     log_high_water: Optional[int] = None  # max(partition_log.id) for this parent: moves with every recorded action
     digest: Optional[str] = None  # the server's digest of this structure (catalog._DIGEST); not part of to_dict
+    access: Access = Access()  # not part of to_dict either: privileges are not structure
 
     @property
     def key_type(self) -> Optional[KeyType]:
@@ -165,3 +176,5 @@ class Snapshot:
     tables: dict[TableRef, TableState]
     taken_names: frozenset[TableRef] = frozenset()  # relations in the managed tables' schemas
     has_rows: dict[int, bool] = field(default_factory=dict)  # OID -> EXISTS, for the partitions that need it
+    # Partitions whose row presence is unknown: another session held them locked for the whole ladder.
+    busy: frozenset[int] = frozenset()
