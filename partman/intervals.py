@@ -74,11 +74,15 @@ class Interval(str, Enum):
 
 
 _SPAN = re.compile(r"^\s*(\d+)\s*(day|week|month|quarter|year)s?\s*$", re.IGNORECASE)
+# The longest span of each unit, about a century: enough for any premake or retention, and far from the
+# year 9999 where date arithmetic overflows (a plan for '99999 years' crashed with OverflowError).
+SPAN_LIMITS = {"days": 36_600, "weeks": 5_300, "months": 1_200, "quarters": 400, "years": 100}
+_LIMITS_TEXT = ", ".join(f"{n} {unit}" for unit, n in reversed(SPAN_LIMITS.items()))
 
 
 @dataclass(frozen=True, order=True)
 class Span:
-    """A calendar duration from a spec: '18 months', '90 days', '1 year'."""
+    """A calendar duration from a spec: '18 months', '90 days', '1 year'; at most SPAN_LIMITS of its unit."""
 
     amount: int
     unit: str  # days | weeks | months | years
@@ -87,11 +91,14 @@ class Span:
     def parse(cls, text: str) -> "Span":
         m = _SPAN.match(str(text))
         if not m:
-            raise ValueError(f"not a duration: {text!r} (expected e.g. '18 months', '90 days', '1 year')")
-        amount, unit = int(m.group(1)), m.group(2).lower()
-        if unit == "quarter":
-            return cls(amount * 3, "months")
-        return cls(amount, unit + "s")
+            raise ValueError(f"not a duration: {_quoted(text)} (expected e.g. '18 months', '90 days', '1 year')")
+        digits, unit = m.group(1).lstrip("0") or "0", m.group(2).lower() + "s"
+        # the digit count first: int() of a 10,000-digit string is itself an error
+        if len(digits) > 6 or int(digits) > SPAN_LIMITS[unit]:
+            raise ValueError(f"{_quoted(text)} is longer than partman allows (at most {_LIMITS_TEXT})")
+        if unit == "quarters":
+            return cls(int(digits) * 3, "months")
+        return cls(int(digits), unit)
 
     def add(self, moment: datetime, sign: int = 1) -> datetime:
         """Shift a local wall-clock moment by this span, calendar-wise."""
@@ -107,3 +114,9 @@ class Span:
     def __str__(self) -> str:
         unit = self.unit if self.amount != 1 else self.unit[:-1]
         return f"{self.amount} {unit}"
+
+
+def _quoted(text: object) -> str:
+    """The text as an error quotes it: cut, so that a megabyte of digits is not echoed back."""
+    text = str(text)
+    return repr(text if len(text) <= 60 else text[:60] + "…")

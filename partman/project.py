@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .errors import SpecError
-from .yamldoc import load, schema_errors
+from .spec import identifier_problem
+from .yamldoc import load, schema_errors, validator_for
 
 PROJECT_FILE = "partman.yaml"
 
@@ -61,11 +62,14 @@ def load_project(path: Optional[Path]) -> Project:
     try:
         validate(doc.data)
     except JsonSchemaException:
-        import jsonschema  # only to say everything that is wrong, with lines
-
+        # jsonschema only to say everything that is wrong, with lines
         schema = json.loads(resources.files("partman").joinpath("schema/project.schema.json").read_text())
-        errors = schema_errors(doc, jsonschema.Draft202012Validator(schema))
+        errors = schema_errors(doc, validator_for(schema))
         raise SpecError("\n".join(errors or [f"{path}:1: does not match the schema"])) from None
+    if "state_schema" in doc.data:
+        problem = identifier_problem(doc.data["state_schema"])  # the schema counts characters; the server, bytes
+        if problem:
+            raise SpecError(doc.problem(("state_schema",), problem))
     envs = {
         name: Environment(name, e.get("database"), e.get("database_url_env"), bool(e.get("protected", False)))
         for name, e in doc.data["environments"].items()

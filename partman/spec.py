@@ -1,24 +1,29 @@
-"""Table specs: YAML files validated by JSON Schema, overlaid for one environment, frozen into TableSpec values."""
+"""Table specs: YAML files validated by JSON Schema and the checks it cannot express (identifier bytes,
+type syntax, span limits), overlaid for one environment, frozen into TableSpec values."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import unicodedata
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SpecError
 from .intervals import Interval, Span
 from .model import KeyType, TableRef
-from .yamldoc import Document, load, schema_errors
+from .yamldoc import Document, JsonPath, load, schema_errors, shown, validator_for
 
 SPEC_SUFFIXES = (".yaml", ".yml")
-MAX_IDENTIFIER_BYTES = 63
+MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1: the server silently cuts longer names, and plans never converge
 DEFAULT_GRACE = "7 days"
+SPAN_KEYS = ("premake", "retention", "retention_grace")
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,8 @@ def schema() -> dict:
 
 @lru_cache(maxsize=None)
 def _validator() -> Any:
-    import jsonschema  # only for invalid files: it reports every error; the generated check is faster to load
-
-    return jsonschema.Draft202012Validator(schema())
+    # jsonschema only for invalid files: it reports every error; the generated check is faster to load
+    return validator_for(schema())
 
 
 def quick_valid(data: Any) -> bool:
@@ -116,16 +120,34 @@ def spec_files(paths: Iterable[Path]) -> list[Path]:
     """Spec files named directly, and those found under named directories, in a stable order."""
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
-            if not found:
-                raise SpecError(f"{path}: no spec files (*.yaml, *.yml) in this directory")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise SpecError(f"{path}: no such file or directory")
+        try:
+            files.extend(_files_at(path))
+        except (OSError, ValueError) as exc:  # a name too long, a NUL in it, a directory that cannot be listed
+            raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     return files
+
+
+def _files_at(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(_walk(path))
+        if not found:
+            raise SpecError(f"{path}: no spec files (*.yaml, *.yml) in this directory")
+        return found
+    if path.exists():
+        return [path]
+    raise SpecError(f"{path}: no such file or directory")
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    """Spec files below a directory; one that cannot be listed is an error, not silently empty (rglob skips it)."""
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    for root, _, names in os.walk(directory, onerror=fail):
+        for name in names:
+            file = Path(root) / name
+            if file.suffix in SPEC_SUFFIXES and file.is_file():
+                yield file
 
 
 def load_specs(paths: Iterable[Path], env: str, known_envs: Optional[Iterable[str]] = None) -> list[TableSpec]:
@@ -138,11 +160,14 @@ def load_specs(paths: Iterable[Path], env: str, known_envs: Optional[Iterable[st
         except SpecError as exc:
             problems.append(exc.message)
             continue
-        if quick_valid(doc.data):
-            docs.append(doc)
+        if not quick_valid(doc.data):
+            errors = schema_errors(doc, _validator())
+            problems.extend(errors or [f"{file}:1: does not match the schema"])
             continue
-        errors = schema_errors(doc, _validator())
-        problems.extend(errors or [f"{file}:1: does not match the schema"])
+        found = beyond_schema(doc)
+        problems.extend(found)
+        if not found:
+            docs.append(doc)
     if problems:
         raise SpecError("\n".join(problems))
 
@@ -153,13 +178,13 @@ def load_specs(paths: Iterable[Path], env: str, known_envs: Optional[Iterable[st
             for name in doc.data.get("environments", {}):
                 if name not in declared:
                     problems.append(
-                        f"{doc.where(('environments', name))}: environment '{name}' is not in the project file"
+                        f"{doc.where(('environments', name))}: environment {shown(name)} is not in the project file"
                         f" (known: {', '.join(sorted(declared))})"
                     )
     known = declared if declared is not None else mentioned
     if env not in known:
         listing = ", ".join(sorted(known)) or "none declared"
-        raise SpecError(f"unknown environment '{env}' (known: {listing})")
+        raise SpecError(f"unknown environment {shown(env)} (known: {listing})")
 
     specs: list[TableSpec] = []
     seen: dict[TableRef, str] = {}
@@ -179,6 +204,124 @@ def load_specs(paths: Iterable[Path], env: str, known_envs: Optional[Iterable[st
     return specs
 
 
+# --- What the schema cannot say: checked on every value as written, top level and every environment's. ---
+
+
+def beyond_schema(doc: Document) -> list[str]:
+    """Problems of a schema-valid spec that JSON Schema cannot express, one 'file:line: ...' each, in file order."""
+    found: list[tuple[int, str]] = []
+    for at, settings in _settings(doc.data):
+        for key, value in settings.items():
+            check = _CHECKS.get(key)
+            for rel, message in check(value) if check else ():
+                found.append((doc.line(at + (key,) + rel), doc.problem(at + (key,) + rel, message)))
+    return [message for _, message in sorted(found, key=lambda item: item[0])]
+
+
+def _settings(data: dict) -> Iterator[tuple[JsonPath, dict]]:
+    yield (), data
+    for name, overrides in data.get("environments", {}).items():
+        yield ("environments", name), overrides
+
+
+Problems = Iterator[tuple[JsonPath, str]]  # (path below the key, message)
+
+
+def _table_problems(text: str) -> Problems:
+    table = TableRef.parse(text)
+    for part in (table.schema, table.name):
+        problem = identifier_problem(part)
+        if problem:
+            yield (), problem
+
+
+def _identifier_problems(name: str) -> Problems:
+    problem = identifier_problem(name)
+    if problem:
+        yield (), problem
+
+
+def _column_problems(columns: list) -> Problems:
+    for i, column in enumerate(columns):
+        problem = identifier_problem(column["name"])
+        if problem:
+            yield (i, "name"), problem
+        if not is_type_name(column["type"]):
+            yield (i, "type"), f"{shown(column['type'])} is not a type name: {TYPE_NAMES}"
+
+
+def _primary_key_problems(names: list) -> Problems:
+    for i, name in enumerate(names):
+        problem = identifier_problem(name)
+        if problem:
+            yield (i,), problem
+
+
+def _span_problems(text: Optional[str]) -> Problems:
+    if text is None:  # retention: null, kept forever
+        return
+    try:
+        Span.parse(text)
+    except ValueError as exc:
+        yield (), str(exc)
+
+
+_CHECKS = {
+    "table": _table_problems,
+    "partition_key": _identifier_problems,
+    "columns": _column_problems,
+    "primary_key": _primary_key_problems,
+    **{key: _span_problems for key in SPAN_KEYS},
+}
+
+
+def identifier_problem(name: str) -> Optional[str]:
+    """Why the server would not keep this name exactly as written, or None."""
+    if not name:
+        return "an identifier cannot be empty"
+    if any(unicodedata.category(c) == "Cc" for c in name):  # NUL cannot be stored; the rest is never meant
+        return f"{shown(name)} holds a control character; identifiers may not"
+    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        return f"{shown(name)} is longer than {MAX_IDENTIFIER_BYTES} bytes (PostgreSQL would cut it)"
+    return None
+
+
+# Column types are SQL that reaches CREATE TABLE as written, so only type names pass: a name (schema.name,
+# or "quoted") with an optional modifier and array suffixes, or one of SQL's multi-word type names.
+# Nothing else can follow, so no clause (REFERENCES, DEFAULT, COLLATE, ...) rides along.
+_TYPE = re.compile(
+    r"""
+    (?:
+        double \s+ precision
+      | (?:character | char) \s+ varying {p}
+      | national \s+ (?:character | char) (?:\s+ varying)? {p}
+      | nchar \s+ varying {p}
+      | bit \s+ varying {p}
+      | (?:timestamp | time) {p} (?:\s+ (?:with | without) \s+ time \s+ zone)?
+      | interval (?:\s+ (?:year \s+ to \s+ month | day \s+ to \s+ (?:hour | minute) | hour \s+ to \s+ minute
+                         | (?:day | hour | minute) \s+ to \s+ second {p} | second {p} | year | month | day | hour
+                         | minute) | {p})
+      | {name} (?: \. {name})? (?: \s* \( \s* {arg} (?: \s* , \s* {arg})? \s* \) )?
+    )
+    (?: \s* \[ \s* \d* \s* \] )*
+    """.format(
+        p=r"(?: \s* \( \s* \d+ \s* \) )?",  # (precision)
+        name=r'(?: [a-z_][a-z0-9_$]* | "(?:[^"\x00-\x1f\x7f]|"")+" )',
+        arg=r"(?: -?\d+ | [a-z_][a-z0-9_]* )",  # numeric(10, 2), numeric(5, -2), PostGIS geometry(Point, 4326)
+    ),
+    re.IGNORECASE | re.VERBOSE,
+)
+TYPE_NAMES = (
+    "a type may be a name such as 'bigint' or 'myschema.mytype', with an optional (n) or (n, m) and [] suffixes,"
+    " or a standard multi-word name such as 'double precision', 'character varying(n)', 'bit varying(n)',"
+    " 'timestamp(p) with time zone', 'time without time zone' or 'interval year to month'"
+)
+
+
+def is_type_name(text: str) -> bool:
+    return _TYPE.fullmatch(text) is not None
+
+
 def _build(doc: Document, env: str) -> TableSpec:
     data = doc.data
     overrides = data.get("environments", {}).get(env, {})
@@ -189,14 +332,11 @@ def _build(doc: Document, env: str) -> TableSpec:
         return doc.where(at)
 
     table = TableRef.parse(merged["table"])
-    for part in (table.schema, table.name):
-        if len(part.encode()) > MAX_IDENTIFIER_BYTES:
-            raise SpecError(f"{where('table')}: '{part}' is longer than {MAX_IDENTIFIER_BYTES} bytes")
     tz = merged.get("timezone", "UTC")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SpecError(f"{where('timezone')}: unknown time zone '{tz}'") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise SpecError(f"{where('timezone')}: unknown time zone {shown(tz)}") from None
 
     columns = tuple(
         Column(
@@ -215,19 +355,19 @@ def _build(doc: Document, env: str) -> TableSpec:
         if len(set(names)) != len(names):
             raise SpecError(f"{where('columns')}: a column is declared twice")
         if key not in names:
-            raise SpecError(f"{where('partition_key')}: partition key '{key}' is not among the columns")
+            raise SpecError(f"{where('partition_key')}: partition key {shown(key)} is not among the columns")
         key_column = columns[names.index(key)]
         if KeyType.from_spec(key_column.type) is None:
             raise SpecError(
-                f"{where('columns')}: partition key '{key}' has type '{key_column.type}';"
+                f"{where('columns')}: partition key {shown(key)} has type {shown(key_column.type)};"
                 " partman manages timestamptz, timestamp and date keys"
             )
         missing = [c for c in primary_key if c not in names]
         if missing:
-            raise SpecError(f"{where('primary_key')}: primary key column '{missing[0]}' is not among the columns")
+            raise SpecError(f"{where('primary_key')}: primary key column {shown(missing[0])} is not among the columns")
     if primary_key and key not in primary_key:
         raise SpecError(
-            f"{where('primary_key')}: the primary key must include the partition key '{key}'"
+            f"{where('primary_key')}: the primary key must include the partition key {shown(key)}"
             " (PostgreSQL requires it on partitioned tables)"
         )
 

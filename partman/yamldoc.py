@@ -1,10 +1,19 @@
-"""YAML documents that remember the source line of every value, and JSON Schema errors reported at those lines."""
+"""YAML documents read defensively, remembering the source line of every value; JSON Schema errors at those lines.
+
+A spec or project file is input, not code: it is read only from a regular file and at most MAX_FILE_BYTES,
+aliases may expand it to at most MAX_NODES values, and whatever is wrong with it is one SpecError line per
+problem, 'file:line: message', with any value it quotes cut to SHOWN_CHARS (shown()). Never a traceback."""
 
 from __future__ import annotations
 
+import os
+import re
+import reprlib
+import stat
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Optional
 
 import yaml
 
@@ -13,6 +22,21 @@ from .errors import SpecError
 JsonPath = tuple  # of str keys and int indexes
 # libyaml's composer when present (several times faster on hundreds of spec files); its nodes carry the same marks.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: a spec is well under 10 KiB
+MAX_NODES = 10_000  # values after alias expansion; a spec holds about a hundred (this stops "billion laughs")
+MAX_DEPTH = 32  # nesting, merges included; a spec needs five levels
+SHOWN_CHARS = 60  # of a value quoted in a message
+
+_YAML = "tag:yaml.org,2002:"
+_MERGE = _YAML + "merge"
+_VALUE = _YAML + "value"  # the '=' key of YAML 1.1, which SafeLoader reads as the string '='
+_SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary")}
+_COLLECTION_TAGS = {yaml.MappingNode: _YAML + "map", yaml.SequenceNode: _YAML + "seq"}
+# What a YAML stream may not hold (YAML 1.1 printable set) and what no PostgreSQL text can (NUL).
+_NOT_YAML = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 @dataclass
@@ -32,50 +56,211 @@ class Document:
     def where(self, at: JsonPath) -> str:
         return f"{self.path}:{self.line(at)}"
 
+    def problem(self, at: JsonPath, message: str) -> str:
+        """One message line about the value at a path: 'file:line: path: message', as schema errors read."""
+        return f"{self.where(at)}: {dotted(at)}: {message}" if at else f"{self.where(at)}: {message}"
+
 
 def load(path: Path) -> Document:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise SpecError(f"{path}:{line}: invalid YAML: {exc.problem or exc.context}") from None
-    doc = Document(path=path, data=None)
+    text = _decode(path, _read(path))
+    node = _compose(path, text)
     if node is None:
         raise SpecError(f"{path}:1: the file is empty")
-    doc.data = _convert(node, (), doc)
+    doc = Document(path=path, data=None)
+    doc.data = _Converter(doc).value(node, ())
     return doc
 
 
-def _convert(node: yaml.Node, at: JsonPath, doc: Document) -> Any:
-    doc.lines.setdefault(at, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict = {}
+def _read(path: Path) -> bytes:
+    """At most MAX_FILE_BYTES + 1 bytes of a regular file: never a FIFO (it would block), a device or /proc."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # a FIFO opens without a writer
+    try:
+        fd = os.open(path, flags)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)  # of what was opened, not of what the name points to by now
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{path}:1: not a regular file; name a spec file or a directory of them")
+        if info.st_size > MAX_FILE_BYTES:
+            raise SpecError(f"{path}:1: larger than {MAX_FILE_BYTES >> 20} MiB; not a spec file")
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    # Kernel files (/proc/self/environ: the environment, secrets included) say size 0 and still have content.
+    if info.st_size == 0 and data:
+        raise SpecError(f"{path}:1: not a regular file (it reports no size, like a /proc file); not read")
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(f"{path}:1: larger than {MAX_FILE_BYTES >> 20} MiB; not a spec file")
+    return data
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """UTF-8 text that YAML can hold; the first offending byte or character is named by line, never shown."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise SpecError(f"{path}:{line}: a NUL byte; not a text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SpecError(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    bad = _NOT_YAML.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise SpecError(f"{path}:{line}: control character U+{ord(bad.group()):04X} is not allowed in YAML")
+    return text
+
+
+def _compose(path: Path, text: str) -> Optional[yaml.Node]:
+    try:
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise SpecError(f"{path}:{line}: invalid YAML: {one_line(str(exc.problem or exc.context))}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}:1: invalid YAML: {one_line(str(exc).splitlines()[0])}") from None
+    except (ValueError, RecursionError):  # the pure-Python scanner on an escape such as "\U00110000", or deep nesting
+        raise SpecError(f"{path}:1: invalid YAML: a value or nesting that YAML cannot hold") from None
+
+
+class _Converter:
+    """Nodes to plain values. An alias is expanded where it is used, so every expansion counts against
+    MAX_NODES, and a node met again inside itself (an alias to an ancestor) is refused."""
+
+    def __init__(self, doc: Document):
+        self.doc, self.left, self.open = doc, MAX_NODES, set()
+
+    def fail(self, node: yaml.Node, message: str, at: JsonPath = ()) -> SpecError:
+        where = f"{self.doc.path}:{node.start_mark.line + 1}"
+        return SpecError(f"{where}: {dotted(at)}: {message}" if at else f"{where}: {message}")
+
+    @contextmanager
+    def inside(self, node: yaml.Node) -> Iterator[None]:
+        """While converting node: charge it to the budget and refuse cycles, depth and unusual tags."""
+        self.left -= 1
+        if self.left < 0:
+            raise self.fail(node, f"aliases expand this file past {MAX_NODES} values; refused (an alias bomb?)")
+        if id(node) in self.open:
+            raise self.fail(node, "an alias refers to a value that contains it; refused")
+        if len(self.open) >= MAX_DEPTH:
+            raise self.fail(node, f"nested more than {MAX_DEPTH} levels deep")
+        expected = _COLLECTION_TAGS.get(type(node))
+        if expected and node.tag != expected:
+            raise self.fail(node, f"tag {shown(_short(node.tag))} is not allowed in a spec (plain YAML only)")
+        self.open.add(id(node))
+        try:
+            yield
+        finally:
+            self.open.discard(id(node))
+
+    def value(self, node: yaml.Node, at: JsonPath) -> Any:
+        self.doc.lines.setdefault(at, node.start_mark.line + 1)
+        with self.inside(node):
+            if isinstance(node, yaml.MappingNode):
+                out = {}
+                for key, (key_node, value_node) in self.pairs(node).items():
+                    self.doc.lines[at + (key,)] = key_node.start_mark.line + 1
+                    out[key] = self.value(value_node, at + (key,))
+                return out
+            if isinstance(node, yaml.SequenceNode):
+                return [self.value(item, at + (i,)) for i, item in enumerate(node.value)]
+            return self.scalar(node, at)
+
+    def pairs(self, node: yaml.MappingNode) -> dict:
+        """key -> (key node, value node), with '<<' merges as SafeLoader applies them: the mapping's own keys
+        win, then later '<<' keys over earlier ones, and within a '<<' list earlier mappings over later ones."""
+        merged: dict = {}
+        own: dict = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node, doc)
-            if not isinstance(key, str):
-                raise SpecError(f"{doc.path}:{key_node.start_mark.line + 1}: keys must be strings, got {key!r}")
-            if key in out:
-                raise SpecError(f"{doc.path}:{key_node.start_mark.line + 1}: duplicate key '{key}'")
-            doc.lines[at + (key,)] = key_node.start_mark.line + 1
-            out[key] = _convert(value_node, at + (key,), doc)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, at + (i,), doc) for i, item in enumerate(node.value)]
-    return _scalar(node, doc)
+            if key_node.tag == _MERGE:
+                for source in reversed(self.merge_sources(value_node)):
+                    with self.inside(source):
+                        merged.update(self.pairs(source))
+                continue
+            key = self.key(key_node)
+            if key in own:
+                raise self.fail(key_node, f"duplicate key {shown(key)}")
+            own[key] = (key_node, value_node)
+        merged.update(own)
+        return merged
+
+    def merge_sources(self, node: yaml.Node) -> list:
+        if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.MappingNode) for n in node.value):
+            with self.inside(node):
+                return list(node.value)
+        if isinstance(node, yaml.MappingNode):
+            return [node]
+        raise self.fail(node, "'<<' merges a mapping or a list of mappings")
+
+    def key(self, node: yaml.Node) -> str:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, "a mapping key must be a plain value")
+        self.left -= 1
+        key = "=" if node.tag == _VALUE else self.scalar(node)
+        if not isinstance(key, str):
+            raise self.fail(node, f"keys must be strings, got {shown(key)}")
+        return key
+
+    def scalar(self, node: yaml.ScalarNode, at: JsonPath = ()) -> Any:
+        if node.tag not in _SCALAR_TAGS:
+            raise self.fail(node, f"tag {shown(_short(node.tag))} is not allowed in a spec (plain YAML only)", at)
+        try:
+            value = _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+        except Exception:  # noqa: BLE001 - the constructors assume well-formed text: any failure is a bad value
+            raise self.fail(node, f"{shown(node.value)} is not a valid {_short(node.tag)[2:]}", at) from None
+        if isinstance(value, int) and value.bit_length() > 332:  # 100 digits; sexagesimal ints grow without bound
+            raise self.fail(node, "a number of more than 100 digits", at)
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            raise self.fail(node, f"{shown(value)} holds a NUL or a lone surrogate, which PostgreSQL cannot store", at)
+        return value
 
 
-def _scalar(node: yaml.Node, doc: Document) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise SpecError(f"{doc.path}:{node.start_mark.line + 1}: a mapping key must be a plain value")
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
 
 
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = SHOWN_CHARS + 2
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: cut to SHOWN_CHARS with an ellipsis and kept on one line, so a 10 MB
+    name cannot flood the terminal nor a newline in a key split one problem over two lines."""
+    text = value if isinstance(value, str) else _REPR.repr(value)
+    if len(text) > SHOWN_CHARS:
+        text = text[:SHOWN_CHARS] + "…"
+    return f"'{one_line(text)}'" if isinstance(value, str) else one_line(text)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """text with every unprintable character (newlines, NUL, bidi controls) escaped, cut to limit."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
+
+
+def validator_for(schema: dict) -> Any:
+    """jsonschema's validator for reports, reading 'pattern' as the generated check does ('$' ends the
+    string, as in JavaScript; Python's '$' would also match before a final newline), so the two agree."""
+    import jsonschema
+
+    def pattern(validator: Any, pattern: str, instance: Any, _schema: dict) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not re.search(_strict_end(pattern), instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+    cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": pattern})
+    return cls(schema)
+
+
+def _strict_end(pattern: str) -> str:
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
 
 
 def schema_errors(doc: Document, validator: Any, known_keys: dict[JsonPath, Iterable[str]] | None = None) -> list[str]:
@@ -87,11 +272,14 @@ def schema_errors(doc: Document, validator: Any, known_keys: dict[JsonPath, Iter
             allowed = set(error.schema.get("properties", {}))
             allowed |= set(_referenced_properties(error.schema, validator.schema))
             for key in sorted(set(error.instance) - allowed):
-                found.append((doc.line(at + (key,)), at, f"unknown key '{key}'"))
+                found.append((doc.line(at + (key,)), at, f"unknown key {shown(key)}"))
+            continue
+        if "propertyNames" in error.schema_path:  # about a key: at its own line
+            found.append((doc.line(at + (error.instance,)), at, _message(error)))
             continue
         found.append((doc.line(at), at, _message(error)))
     found.sort(key=lambda item: (item[0], [str(p) for p in item[1]]))
-    return [f"{doc.path}:{line}: {_dotted(at)}: {msg}" if at else f"{doc.path}:{line}: {msg}" for line, at, msg in found]
+    return [f"{doc.path}:{line}: {dotted(at)}: {msg}" if at else f"{doc.path}:{line}: {msg}" for line, at, msg in found]
 
 
 def _referenced_properties(schema: dict, root: dict) -> list[str]:
@@ -106,14 +294,20 @@ def _referenced_properties(schema: dict, root: dict) -> list[str]:
 
 def _message(error: Any) -> str:
     if error.validator == "enum":
-        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
-    if error.validator == "pattern" and "description" in error.schema:
-        return f"{error.instance!r} is not {error.schema['description']}"
-    return error.message
+        return f"{shown(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
+    # A string schema with a pattern says in its description what it wants, also when too short or long.
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator in ("pattern", "minLength", "maxLength") and {"pattern", "description"} <= set(schema):
+        return f"{shown(error.instance)} is not {schema['description']}"
+    message = error.message
+    full = repr(error.instance)  # jsonschema's messages open with the whole value
+    if message.startswith(full):
+        message = shown(error.instance) + message[len(full):]
+    return one_line(message)
 
 
-def _dotted(at: JsonPath) -> str:
+def dotted(at: JsonPath) -> str:
     out = ""
     for part in at:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{shown(part)[1:-1]}" if out else shown(part)[1:-1])
     return out
