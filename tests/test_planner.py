@@ -212,3 +212,97 @@ def test_a_name_already_taken_gets_a_suffix():
     taken = frozenset({TableRef("public", "bookings_2026_11")})
     p = plan([spec("monthly", premake="0 days")], Snapshot(tables={}, taken_names=taken), now=NOW, env="test")
     assert [a.partition.name for a in p.tables[0].actions] == ["bookings_2026_11_2"]
+
+
+def test_a_detached_partition_whose_range_retention_wants_again_is_reattached_not_recreated():
+    layout = Layout()
+    layout.add(utc(2026, 11, 1), utc(2026, 12, 1))
+    layout.add(utc(2026, 12, 1), utc(2027, 1, 1))
+    longer = spec("monthly", premake="1 month", retention="24 months", grace="30 days")
+    snap, ref = _detached(layout, utc(2026, 7, 1), utc(2026, 8, 1), utc(2026, 11, 20, 10), longer)
+    p = plan([longer], snap, now=NOW, env="test")
+    reattach, = kinds(p, ActionKind.REATTACH)
+    assert (reattach.partition, reattach.reason, reattach.oid) == (ref, Reason.RETENTION_LENGTHENED, 555)
+    assert Bounds(utc(2026, 7, 1), utc(2026, 8, 1)) not in creates(p)
+
+
+def test_a_detached_partition_past_its_grace_but_wanted_again_is_reattached_not_dropped():
+    layout = Layout()
+    layout.add(utc(2026, 11, 1), utc(2026, 12, 1))
+    layout.add(utc(2026, 12, 1), utc(2027, 1, 1))
+    s = spec("monthly", premake="1 month", retention=None)
+    snap, ref = _detached(layout, utc(2026, 7, 1), utc(2026, 8, 1), utc(2026, 1, 1), s)
+    p = plan([s], snap, now=NOW, env="test")
+    assert [a.kind for a in p.tables[0].actions] == [ActionKind.REATTACH]
+
+
+def test_a_detached_range_another_partition_now_covers_is_left_detached_with_a_note():
+    from partman.planner import DETACHED_OVERLAPPED
+
+    layout = Layout()
+    layout.add(utc(2026, 7, 1), utc(2026, 10, 1), managed=False)
+    layout.add(utc(2026, 11, 1), utc(2026, 12, 1))
+    layout.add(utc(2026, 12, 1), utc(2027, 1, 1))
+    s = spec("monthly", premake="1 month")
+    snap, ref = _detached(layout, utc(2026, 7, 1), utc(2026, 8, 1), utc(2026, 11, 20, 10), s)
+    p = plan([s], snap, now=NOW, env="test")
+    assert not kinds(p, ActionKind.REATTACH) and not kinds(p, ActionKind.DROP)
+    assert [n.code for n in p.tables[0].warnings] == [DETACHED_OVERLAPPED]
+
+
+def test_an_interrupted_retention_detach_with_no_grace_plans_its_drop_in_the_same_run():
+    layout = Layout()
+    old = layout.add(utc(2026, 7, 1), utc(2026, 8, 1))
+    layout.add(utc(2026, 11, 1), utc(2026, 12, 1))
+    layout.add(utc(2026, 12, 1), utc(2027, 1, 1))
+    s = spec("monthly", premake="1 month", retention="3 months", grace="0 days")
+    state = layout.state(configured_for=s)
+    pending = replace(old, detach_pending=True)
+    entry = LogEntry(old.ref, utc(2026, 7, 1), utc(2026, 8, 1), relid=old.oid, is_partition=True, pending="detach")
+    state = replace(state, partitions=tuple(pending if p.oid == old.oid else p for p in state.partitions), detached=(entry,))
+    p = plan([s], Snapshot(tables={BOOKINGS: state}), now=NOW, env="test")
+    assert [(a.kind, a.reason) for a in p.tables[0].actions] == [
+        (ActionKind.DETACH, Reason.RETENTION), (ActionKind.DROP, Reason.RETENTION_GRACE_ELAPSED)]
+
+
+def test_a_detach_finished_but_not_recorded_with_no_grace_plans_its_drop_in_the_same_run():
+    layout = Layout()
+    layout.add(utc(2026, 11, 1), utc(2026, 12, 1))
+    layout.add(utc(2026, 12, 1), utc(2027, 1, 1))
+    s = spec("monthly", premake="1 month", retention="3 months", grace="0 days")
+    ref = TableRef("public", "bookings_2026_07")
+    entry = LogEntry(ref, utc(2026, 7, 1), utc(2026, 8, 1), relid=777, is_partition=False, pending="detach")
+    state = replace(layout.state(configured_for=s), detached=(entry,))
+    state = replace(state, managed=state.managed | {(utc(2026, 7, 1), utc(2026, 8, 1))})
+    p = plan([s], Snapshot(tables={BOOKINGS: state}), now=NOW, env="test")
+    assert [(a.kind, a.partition, a.attached) for a in p.tables[0].actions] == [(ActionKind.DROP, ref, False)]
+
+
+def test_a_partition_locked_by_another_session_is_kept_with_a_busy_note():
+    from partman.plan import BUSY
+
+    layout = Layout()
+    q1 = layout.add(utc(2027, 1, 1), utc(2027, 4, 1))
+    snap = layout.snapshot()
+    snap.has_rows.pop(q1.oid)
+    p = plan([spec("monthly", premake="6 months")], replace(snap, busy=frozenset({q1.oid})), now=NOW, env="test")
+    assert not kinds(p, ActionKind.DROP)
+    assert [n.code for n in p.tables[0].kept] == [BUSY] and p.tables[0].busy
+
+
+def test_a_window_past_the_calendar_is_an_error_for_that_table_not_a_crash():
+    p = plan([spec("monthly", premake="1 month")], Snapshot(tables={}), now=utc(9999, 12, 15), env="test")
+    assert p.tables[0].errors and "calendar" in p.tables[0].errors[0]
+    from partman.intervals import Span
+
+    ancient = replace(spec("monthly"), retention=Span(9000, "years"))  # beyond what a spec may say: a value built in code
+    p = plan([ancient], Snapshot(tables={}), now=NOW, env="test")
+    assert p.tables[0].errors and "calendar" in p.tables[0].errors[0]
+
+
+def test_a_schema_that_does_not_exist_is_an_error_not_a_create():
+    from partman.snapshot import Access
+
+    state = TableState(BOOKINGS, access=Access(schema_exists=False, may_create=False))
+    p = plan([spec()], Snapshot(tables={BOOKINGS: state}), now=NOW, env="test")
+    assert not p.tables[0].create_parent and "schema public does not exist" in p.tables[0].errors[0]
