@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Optional
 import psycopg
 from psycopg import Connection
 
-from . import audit, batches, catalog, ddl, moves, planner, retire
+from . import audit, batches, catalog, ddl, moves, planner, retention, retire
 from .errors import Blocked, LockBusy, PartmanError, StalePlan
 from .lock import Ladder, advisory_lock, session_lock, with_retries
 from .model import TableRef
@@ -161,8 +161,11 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, plan: Plan, c
     for action in sorted(returning, key=_order):
         retire.reattach(conn, spec.table, action, ctx, ladder, space)
         done.append(action)
-    for action in sorted(leaving, key=_order):
-        retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=view.default is None)
+    concurrent = view.default is None
+    retention.retire_all(conn, spec.table, sorted([a for a in leaving if retention.is_retention(a)], key=_order),
+                         ctx, ladder, space, done, concurrent=concurrent)
+    for action in sorted([a for a in leaving if not retention.is_retention(a)], key=_order):
+        retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=concurrent)
         done.append(action)
     if dependent:
         filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, first=False)

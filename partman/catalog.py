@@ -314,9 +314,31 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, state_schema:
             )
             for ref in refs
         }
+        tables = _with_missing_types(cur, specs, tables)
         needed = {p.oid: p.ref for s in specs for p in presence_needed(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
     return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()}), locked
+
+
+def _with_missing_types(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
+    """For a parent partman will create, the column types the server does not know, asked of the server's own
+    type-name parser (to_regtype executes nothing): one question, only when some parent is missing."""
+    types = sorted({c.type for s in specs if tables[s.table].oid is None for c in s.columns})
+    if not types:
+        return tables
+    try:
+        with cur.connection.transaction():
+            cur.execute("SELECT t, to_regtype(t) IS NOT NULL FROM unnest(%s::text[]) AS t", (types,))
+            known = dict(cur.fetchall())
+    except psycopg.errors.SyntaxError:
+        return tables  # validate checked the syntax; a form the server reads otherwise is left to CREATE TABLE
+    out = dict(tables)
+    for s in specs:
+        state = tables[s.table]
+        missing = tuple(c.type for c in s.columns if state.oid is None and not known.get(c.type, True))
+        if missing:
+            out[s.table] = replace(state, access=replace(state.access, missing_types=missing))
+    return out
 
 
 def _log_rows(cur: Cursor, state_schema: str, by_table: dict) -> tuple[dict, dict]:

@@ -388,6 +388,9 @@ def _denied(spec: TableSpec, state: TableState, actions: list[Action]) -> Option
             return f"{spec.table}: schema {schema} does not exist; create it first (partman creates tables, never schemas)"
         if not access.may_create:
             return f"{spec.table}: the connected role has no CREATE privilege on schema {schema}, so it cannot create the table"
+        if access.missing_types:
+            return (f"{spec.table}: the spec's column type {access.missing_types[0]!r} does not exist in the database"
+                    f" ({spec.source}); create the type or fix the spec")
         return None
     if not actions:
         return None

@@ -100,17 +100,10 @@ def reattach(conn: Connection, parent: TableRef, action: Action, ctx: audit.Cont
 
 
 def _still(conn: Connection, action: Action, *, attached: bool) -> None:
-    """Under the lock, before anything destructive or re-attaching: the relation is the very one the plan was
-    made from (same OID), and attached or not as the plan saw it; anything else means the plan is stale."""
-    row = conn.execute(
-        "SELECT c.oid, c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
-        (action.partition.schema, action.partition.name),
-    ).fetchone()
-    if row is None or (action.oid is not None and row[0] != action.oid) or bool(row[1]) != attached:
-        now = "gone" if row is None else ("replaced" if action.oid is not None and row[0] != action.oid
-                                          else ("attached" if row[1] else "detached"))
-        raise StalePlan(f"{action.partition} is {now} since the plan was made; left as it is: run plan again")
+    """Under the lock, before anything destructive or re-attaching: the very relation the plan saw."""
+    from .retention import _still as still_all
+
+    still_all(conn, [action], attached=attached)
 
 
 def detach(conn: Connection, parent: TableRef, partition: TableRef, ladder: Ladder, *, concurrent: bool) -> None:

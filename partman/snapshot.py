@@ -92,6 +92,7 @@ class Access:
     may_create: bool = True  # CREATE on the table's schema: new partitions (and a missing parent) go there
     owned: bool = True  # the role owns the parent or belongs to its owner's role: ATTACH and DETACH need it
     owner: Optional[str] = None
+    missing_types: tuple[str, ...] = ()  # column types of a parent to create that the server does not know
 
 
 @dataclass(frozen=True)

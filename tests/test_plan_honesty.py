@@ -108,3 +108,11 @@ def test_apply_accepts_a_clock_pinned_within_one_interval(capsys, workdir, db_ur
     write_spec(workdir / "specs", spec_data())
     result = cli(capsys, db_url, "apply", "--auto-approve", now=db_now.isoformat())
     assert result.code == 0, result.err
+
+
+def test_a_column_type_the_server_does_not_know_is_an_error_at_plan_time(capsys, workdir, db_url, conn):
+    data = spec_data()
+    data["columns"].append({"name": "shape", "type": "no_such_type"})
+    write_spec(workdir / "specs", data)
+    result = cli(capsys, db_url, "plan")
+    assert result.code == 1 and "'no_such_type' does not exist in the database" in result.err
