@@ -219,7 +219,7 @@ def _apply_saved(path: Path, env: Optional[str], project_file, database_url, sta
 
 
 def _run_apply(session: "_Session", the_plan: Any, plan_id: str, ladder: Any, *, exact: bool, move_default_rows: bool) -> int:
-    from .apply import Status, apply_plan, exit_code
+    from .apply import apply_plan, exit_code
     from .audit import Context
 
     ctx = Context(schema=session.state_schema, env=the_plan.env, plan_id=plan_id, now=the_plan.now)

@@ -11,7 +11,7 @@ from typing import Optional
 from psycopg import Connection, sql
 
 from . import audit, catalog, ddl
-from .errors import Blocked, LockBusy, StalePlan
+from .errors import Blocked, LockBusy
 from .lock import Ladder, statement_with_retries, with_retries
 from .model import Bounds, TableRef
 from .plan import Action, ActionKind, Reason

@@ -84,6 +84,13 @@ def db_url(server):
 
 
 @pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A project directory of the test's own, as the working directory (specs/ lives in it)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def conn(db_url):
     with psycopg.connect(db_url, autocommit=True) as c:
         yield c

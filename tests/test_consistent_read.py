@@ -10,16 +10,9 @@ import sys
 import time
 
 import psycopg
-import pytest
 
 from dbtools import count, run_cli
 from helpers import spec_data, write_spec
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def cli(capsys, db_url, command, now, *extra):

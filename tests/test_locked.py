@@ -8,7 +8,6 @@ import json
 from contextlib import contextmanager
 
 import psycopg
-import pytest
 
 from dbtools import run_cli
 from helpers import spec_data, write_spec
@@ -17,12 +16,6 @@ from partman.lock import Ladder, attempts
 
 NOW = "2027-02-15T12:00:00Z"
 BUDGET = ("--lock-timeout-ms", "50", "--lock-budget", "0.5")
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def cli(capsys, db_url, command, *extra):

@@ -7,18 +7,11 @@ from __future__ import annotations
 import json
 
 import psycopg
-import pytest
 
 from dbtools import run_cli
 from helpers import spec_data, write_spec
 
 NOW = "2027-02-15T12:00:00Z"
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def cli(capsys, url, command, *extra, now=NOW):

@@ -12,12 +12,6 @@ from dbtools import count, run_cli
 from helpers import spec_data, write_spec
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def cli(capsys, db_url, command, now, *extra):
     return run_cli(capsys, command, "specs", "--env", "test", "--database-url", db_url, "--now", now, *extra)
 
