@@ -220,9 +220,9 @@ class Moved(Exception):
 
 
 @contextmanager
-def consistent_view(conn: Connection, step_ms: int) -> Iterator[Cursor]:
+def consistent_view(conn: Connection) -> Iterator[Cursor]:
     """One REPEATABLE READ, READ ONLY transaction: every query of a read sees the same moment, so a plan and
-    the digest it carries describe one state. Its statements wait for a lock at most step_ms."""
+    the digest it carries describe one state (the caller's first statement sets its lock_timeout)."""
     saved = conn.isolation_level, conn.read_only
     conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
     try:
@@ -251,9 +251,9 @@ def snapshot(
     ladder = ladder or Ladder()
     specs = list(specs)
     rereads = 0
-    for _ in attempts(ladder, f"reading {state_schema}.partition_log and partition_config"):
+    for wait_ms in attempts(ladder, f"reading {state_schema}.partition_log and partition_config"):
         try:
-            snap, locked = _read(conn, specs, now, state_schema, digests, ladder.step_ms)
+            snap, locked = _read(conn, specs, now, state_schema, digests, wait_ms)
         except psycopg.errors.LockNotAvailable:
             continue  # a state table is locked: nothing can be planned without it; try again after a pause
         except Moved:
@@ -270,15 +270,15 @@ def snapshot(
 
 
 def _read(conn: Connection, specs: list[TableSpec], now: datetime, state_schema: str, digests: bool,
-          step_ms: int) -> tuple[Snapshot, set[int]]:
+          wait_ms: int) -> tuple[Snapshot, set[int]]:
     from .planner import presence_needed
 
     refs = sorted({s.table for s in specs})
     schemas = [r.schema for r in refs]
     names = [r.name for r in refs]
     by_table = {"schemas": schemas, "names": names}
-    with consistent_view(conn, step_ms) as cur:
-        cur.execute(_SESSION, {"state_schema": state_schema, "lock_timeout": f"{step_ms}ms"})
+    with consistent_view(conn) as cur:
+        cur.execute(_SESSION, {"state_schema": state_schema, "lock_timeout": f"{wait_ms}ms"})
         _, _, _, log_exists, config_exists, log_readable, config_readable = cur.fetchone()
         for table, readable in (("partition_log", log_readable), ("partition_config", config_readable)):
             if not readable:

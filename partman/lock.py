@@ -39,6 +39,12 @@ class Ladder:
     def first_ms(self) -> int:
         return self.step_ms
 
+    @property
+    def wait_ms(self) -> int:
+        """The lock_timeout of every attempt: the step less a twentieth (at least 1 ms), so that a writer queued
+        behind partman's request, its own insert included, is done within the step (bench/writer_latency.py)."""
+        return max(1, self.step_ms - max(1, self.step_ms // 20))
+
     def pause(self, attempt: int) -> float:
         """Seconds to sleep after the attempt-th failed attempt (from 1), jittered so that competing runs
         do not retry in step."""
@@ -63,13 +69,13 @@ _SESSION_UNLOCK = (
 
 
 def attempts(ladder: Ladder, what: str) -> Iterator[int]:
-    """The lock_timeout (ms) of each attempt, always the ladder's step, sleeping between attempts; LockBusy
+    """The lock_timeout (ms) of each attempt, always the same (Ladder.wait_ms), sleeping between attempts; LockBusy
     once the budget is spent. The caller breaks out of the loop on success and continues it after a timeout."""
     deadline = time.monotonic() + ladder.budget_s
     count = 0
     while True:
         count += 1
-        yield ladder.step_ms
+        yield ladder.wait_ms
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LockBusy(
