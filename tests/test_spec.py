@@ -528,3 +528,26 @@ def test_validate_of_a_link_to_proc_environ_shows_none_of_it(capsys, tmp_path, m
     (tmp_path / "s.yaml").symlink_to("/proc/self/environ")
     result = run_cli(capsys, "validate", "s.yaml")
     assert (result.code, result.err) == (1, "error: s.yaml:1: not a regular file (it reports no size, like a /proc file); not read\n")
+
+
+def test_a_spec_directory_that_cannot_be_listed_is_an_error_not_empty(tmp_path, monkeypatch):
+    """As root every directory can be listed, so the refusal is simulated where os.walk lists: rglob used to
+    skip such a directory silently, and a plan then ran on fewer specs than the user has."""
+    import os
+
+    from partman.errors import SpecError
+    from partman.spec import spec_files
+
+    (tmp_path / "specs" / "team").mkdir(parents=True)
+    (tmp_path / "specs" / "a.yaml").write_text("table: a\n")
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("team"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(SpecError) as error:
+        spec_files([tmp_path / "specs"])
+    assert "cannot read: Permission denied" in error.value.message
