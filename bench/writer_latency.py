@@ -440,7 +440,7 @@ def main() -> None:
             d = Path(tmp)
             if "1" in parts:
                 url = fresh(cluster.url(), d)
-                baseline = measure(url, d, lambda u, _: time.sleep(args.reader + 1), 0)
+                baseline = measure(url, d, lambda _url, _: time.sleep(args.reader + 1), 0)
                 print(f"\n{label}: {'writer alone':<66} {summary(baseline)}")
                 for name, work, then in (
                     ("partman apply, creates only", partman, "longer"),

@@ -11,7 +11,8 @@ import psycopg
 from psycopg import Connection
 
 from . import audit, batches, catalog, ddl, moves, planner, retention, retire
-from .errors import Blocked, LockBusy, PartmanError, StalePlan
+from .console import plural
+from .errors import Blocked, LockBusy, PartmanError, StalePlan, worst
 from .lock import Ladder, advisory_lock, session_lock, with_retries
 from .model import TableRef
 from .plan import APPLY_ORDER, DESTRUCTIVE, Action, ActionKind, Plan, TablePlan
@@ -31,11 +32,6 @@ class Status(str, Enum):
     ERROR = "error"
 
 
-# Worst first: what the exit code of a run reports when tables end differently.
-_SEVERITY = [Status.ERROR, Status.STALE, Status.BLOCKED, Status.LOCK_BUSY]
-_EXIT = {Status.ERROR: 1, Status.STALE: 1, Status.BLOCKED: 3, Status.LOCK_BUSY: 4}
-
-
 @dataclass(frozen=True)
 class Outcome:
     table: TableRef
@@ -43,13 +39,19 @@ class Outcome:
     message: str = ""
     actions: tuple[Action, ...] = ()
 
+    @property
+    def code(self) -> str:
+        """The diagnostic of a table that ended short; empty when it did not."""
+        return _FAILURE[self.status].code if self.status in _FAILURE else ""
+
+
+# The error each failed status stands for: its class carries the exit code and the precedence (errors.worst).
+_FAILURE = {Status.ERROR: PartmanError, Status.STALE: StalePlan, Status.BLOCKED: Blocked, Status.LOCK_BUSY: LockBusy}
+_STATUS = {kind: status for status, kind in _FAILURE.items()}
+
 
 def exit_code(outcomes: Iterable[Outcome]) -> int:
-    statuses = {o.status for o in outcomes}
-    for status in _SEVERITY:
-        if status in statuses:
-            return _EXIT[status]
-    return 0
+    return worst(_FAILURE[o.status] for o in outcomes if o.status in _FAILURE)
 
 
 def apply_plan(
@@ -120,7 +122,7 @@ def _apply_table(
                 view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
             todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder)
             try:
-                _carry_out(conn, todo, spec, plan, ctx, ladder, view, exact, protected, move_default_rows, done)
+                _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
             except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject) as exc:
                 # A relation took a planned name after the plan was read. Names are cosmetic: read again,
                 # under the lock, and carry on with fresh names (a saved plan is exact: it is stale).
@@ -128,18 +130,18 @@ def _apply_table(
                     raise StalePlan(f"{spec.table}: {_first_line(exc)} (made since the plan was); run plan again") from None
                 view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
                 todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder, reread=True)
-                _carry_out(conn, todo, spec, plan, ctx, ladder, view, exact, protected, move_default_rows, done)
+                _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
-        return Outcome(spec.table, _STATUS.get(type(exc), Status.ERROR), exc.message + _progress(done), tuple(done))
+        return Outcome(spec.table, _STATUS.get(type(exc), Status.ERROR), _progress(exc.message, done), tuple(done))
     except psycopg.Error as exc:
-        return Outcome(spec.table, Status.ERROR, f"{spec.table}: {_first_line(exc)}" + _progress(done), tuple(done))
+        return Outcome(spec.table, Status.ERROR, _progress(f"{spec.table}: {_first_line(exc)}", done), tuple(done))
     if not todo.changes and not done:
         return Outcome(spec.table, Status.UNCHANGED, "already in shape (another run did the work)")
     return Outcome(spec.table, Status.APPLIED, actions=tuple(done))
 
 
-def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, plan: Plan, ctx: audit.Context, ladder: Ladder,
-               view: catalog.LockView, exact: bool, protected: bool, move_default_rows: bool, done: list[Action]) -> None:
+def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Context, ladder: Ladder,
+               view: catalog.LockView, move_default_rows: bool, done: list[Action]) -> None:
     """The decided plan: creates that need no drop, re-attaches, each detach or drop, then the creates that
     needed them. done grows as each transaction commits, so a failure reports what was completed."""
     space = KeySpace(todo.key_type, spec.timezone)
@@ -173,13 +175,11 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, plan: Plan, c
         moves.analyze(conn, partition, ladder)
 
 
-_STATUS = {Blocked: Status.BLOCKED, StalePlan: Status.STALE, LockBusy: Status.LOCK_BUSY}
-
-
-def _progress(done: list[Action]) -> str:
+def _progress(message: str, done: list[Action]) -> str:
+    """The failure, and what had been completed before it (every partition is done or untouched)."""
     if not done:
-        return "; nothing changed for this table"
-    return f"; {len(done)} actions were completed first (each partition is either done or untouched)"
+        return message if "nothing changed" in message else f"{message}; nothing changed for this table"
+    return f"{message}; {plural(len(done), 'action was', 'actions were')} completed first (each partition is either done or untouched)"
 
 
 def _order(a: Action) -> tuple:
@@ -225,7 +225,8 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
         now = planner.observed_state(spec, state, snap.has_rows, plan.now)
         moved = what_moved(str(shown.table), shown.observed, now)
         if moved:
-            raise StalePlan("; ".join(moved) + "; run plan again")
+            # One finding per line, each naming its object: a refusal over 15 partitions stays readable.
+            raise StalePlan("\n".join([f"{shown.table}: the saved plan is stale; run plan again:"] + moved))
         return shown
     if not reread and state.fingerprint() == shown.observed_fingerprint:
         return shown

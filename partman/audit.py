@@ -10,7 +10,7 @@ from psycopg import Connection, sql
 
 from . import __version__
 from .errors import CatalogError
-from .model import TableRef
+from .model import KeyValue, TableRef
 from .plan import Action, ActionKind
 from .snapshot import ConfigRow
 from .timeline import KeySpace
@@ -163,7 +163,7 @@ def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[A
             str(parent), ctx.env, ctx.plan_id, __version__,
             [a.kind.value for a in actions], [a.partition.name for a in actions], [a.partition.schema for a in actions],
             [s for s, _ in bounds], [e for _, e in bounds], [a.reason.value for a in actions],
-            [a.rows_estimate for a in actions],
+            [a.rows for a in actions]  # the estimate, else the count observe took,
         ),
     )
 
@@ -205,4 +205,30 @@ def _audit(
             " environment, plan_id, partman_version, rows_estimate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(sql.Identifier(ctx.schema, "partition_audit_log")),
         (action, partition.name, partition.schema, start, end, str(parent), reason, ctx.env, ctx.plan_id, __version__, rows),
+    )
+
+
+def intend(conn: Connection, ctx: Context, parent: TableRef, space: KeySpace, ranges: list, intent: str) -> None:
+    """Record, before it starts, the step each partition of these ranges is about to take ('detach' or 'drop'),
+    so that an interrupted run is finished by the next one (retire.recover)."""
+    conn.execute(
+        sql.SQL(
+            "UPDATE {} l SET pending_action = %s, pending_since = %s"
+            " FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
+            " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = r.s AND l.range_end = r.e"
+            " AND l.dropped_at IS NULL"
+        ).format(sql.Identifier(ctx.schema, "partition_log")),
+        (intent, ctx.now, [space.to_log(b.start) for b in ranges], [space.to_log(b.end) for b in ranges],
+         parent.schema, parent.name),
+    )
+
+
+def clear_intent(conn: Connection, ctx: Context, parent: TableRef, space: KeySpace, start: KeyValue) -> None:
+    """The recorded step is done (or was never begun): the partition has no pending action any more."""
+    conn.execute(
+        sql.SQL(
+            "UPDATE {} SET pending_action = NULL, pending_since = NULL WHERE parent_schema = %s AND parent_name = %s"
+            " AND range_start = %s AND dropped_at IS NULL"
+        ).format(sql.Identifier(ctx.schema, "partition_log")),
+        (parent.schema, parent.name, space.to_log(start)),
     )

@@ -27,6 +27,9 @@ NAME_PREFIX_BYTES = 16
 PROBES_PER_STATEMENT = 100
 # A relation named in the snapshot that disappears before it is probed means the catalog moved: read it again.
 MAX_REREADS = 5
+# Rows counted exactly, for a plan's row figure where statistics have none: enough to tell a stray handful
+# from a partition in use, and about a millisecond of reading however large the partition is.
+ROW_COUNT_CAP = 10_000
 
 _STRATEGY = {"r": "range", "l": "list", "h": "hash"}
 
@@ -251,7 +254,7 @@ def snapshot(
     ladder = ladder or Ladder()
     specs = list(specs)
     rereads = 0
-    for wait_ms in attempts(ladder, f"reading {state_schema}.partition_log and partition_config"):
+    for wait_ms in attempts(ladder, f"reading {state_schema}.partition_log and partition_config", conn):
         try:
             snap, locked = _read(conn, specs, now, state_schema, digests, wait_ms)
         except psycopg.errors.LockNotAvailable:
@@ -373,10 +376,25 @@ def presence_questions(relations: dict[int, TableRef]) -> dict[int, Question]:
     return {oid: (oid, exists_probe(ref)) for oid, ref in relations.items()}
 
 
-def ask(cur: Cursor, questions: dict[Any, Question]) -> tuple[dict[Any, Any], set[Any]]:
+def capped_count(ref: TableRef, limit: int) -> sql.Composable:
+    """Rows of a table, counted up to limit: a plain SELECT (ACCESS SHARE, which queues no writer) that reads
+    at most limit rows. Not ONLY: a partition that is itself partitioned holds its rows in its own partitions."""
+    return sql.SQL("(SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) AS capped)").format(
+        sql.Identifier(ref.schema, ref.name), sql.Literal(limit))
+
+
+def row_count_questions(relations: dict[int, TableRef], cap: int = ROW_COUNT_CAP) -> dict[int, Question]:
+    """Each relation's rows up to cap + 1: an answer above the cap says there are more (plan.RowCount.of)."""
+    return {oid: (oid, capped_count(ref, cap + 1)) for oid, ref in relations.items()}
+
+
+def ask(cur: Cursor, questions: dict[Any, Question], *, skip_unreadable: bool = False) -> tuple[dict[Any, Any], set[Any]]:
     """Every question in a bounded number of statements, in the caller's transaction. Returns the answers
     and the keys whose relation another session holds locked (ACCESS EXCLUSIVE, held or awaited): those are
-    left out after one lock_timeout step, and the rest are answered without them."""
+    left out after one lock_timeout step, and the rest are answered without them.
+
+    skip_unreadable: a relation the connected role may not SELECT is left out too (in neither the answers
+    nor the locked keys) instead of failing the read; for questions a plan can do without."""
     answers: dict[Any, Any] = {}
     locked: set[Any] = set()
     items = list(questions.items())
@@ -388,6 +406,11 @@ def ask(cur: Cursor, questions: dict[Any, Question]) -> tuple[dict[Any, Any], se
                 with cur.connection.transaction():  # a savepoint: a lock timeout costs this statement only
                     answers.update(_ask_all(cur, pending))
                 break
+            except psycopg.errors.InsufficientPrivilege:
+                denied = _unreadable(cur, pending) if skip_unreadable else set()
+                if not denied:
+                    raise
+                pending = {k: v for k, v in pending.items() if k not in denied}
             except psycopg.errors.LockNotAvailable:
                 oids = sorted({oid for oid, _ in pending.values()})
                 held = {row[0] for row in cur.execute(_LOCKED, {"oids": oids}).fetchall()}
@@ -404,6 +427,16 @@ def ask(cur: Cursor, questions: dict[Any, Question]) -> tuple[dict[Any, Any], se
     return answers, locked
 
 
+def _unreadable(cur: Cursor, pending: dict[Any, Question]) -> set[Any]:
+    """The keys whose relation the connected role may not read. Any column's SELECT suffices for the
+    probes' SELECT 1; a relation gone meanwhile (NULL) counts as readable: its probe then says it moved."""
+    oids = sorted({oid for oid, _ in pending.values()})
+    rows = cur.execute("SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT coalesce(has_any_column_privilege(o, 'SELECT'), true)",
+                       (oids,)).fetchall()
+    denied = {row[0] for row in rows}
+    return {k for k, (oid, _) in pending.items() if oid in denied}
+
+
 def _ask_all(cur: Cursor, questions: dict[Any, Question]) -> dict[Any, Any]:
     keys = list(questions)
     # OFFSET 0 keeps each arm a subquery of its own: flattened into one level, N subqueries cost the planner N
@@ -415,17 +448,18 @@ def _ask_all(cur: Cursor, questions: dict[Any, Question]) -> dict[Any, Any]:
     return {keys[i]: value for i, value in cur.fetchall()}
 
 
-def settle(conn: Connection, questions: dict[Any, Question], ladder: Ladder) -> tuple[dict[Any, Any], set[Any]]:
+def settle(conn: Connection, questions: dict[Any, Question], ladder: Ladder, *, skip_unreadable: bool = False
+           ) -> tuple[dict[Any, Any], set[Any]]:
     """Ask, each attempt in a short transaction of its own (partman never holds a read open while it waits
     for a lock), pausing between attempts, until everything is answered or the budget is spent. Returns the
-    answers and the keys whose relation stayed locked."""
+    answers and the keys whose relation stayed locked (and skip_unreadable: see ask)."""
     answers: dict[Any, Any] = {}
     pending = dict(questions)
     try:
         for step in attempts(ladder, "locked partitions"):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{step}ms",))
-                got, held = ask(cur, pending)
+                got, held = ask(cur, pending, skip_unreadable=skip_unreadable)
             answers.update(got)
             pending = {k: v for k, v in pending.items() if k in held}
             if not pending:
@@ -503,14 +537,14 @@ def parse_bound(expr: str, key_type: KeyType) -> Optional[Bounds]:
     if not m:
         return None
     try:
-        start = _value(m.group(1), key_type, is_end=False)
-        end = _value(m.group(2), key_type, is_end=True)
+        start = _value(m.group(1), key_type)
+        end = _value(m.group(2), key_type)
     except ValueError:
         return None
     return Bounds(start, end)
 
 
-def _value(text: str, key_type: KeyType, *, is_end: bool) -> Optional[KeyValue]:
+def _value(text: str, key_type: KeyType) -> Optional[KeyValue]:
     text = text.strip()
     if text in ("MINVALUE", "MAXVALUE"):
         return None
@@ -533,9 +567,5 @@ def default_row_counts(conn: Connection, states: Iterable[TableState], ladder: L
                        ) -> tuple[dict[int, int], set[int]]:
     """Rows in each default partition, counted up to cap, in one statement (drift reports them); and the
     defaults another session kept locked for the whole ladder."""
-    questions = {
-        s.default.oid: (s.default.oid, sql.SQL("(SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) AS capped)").format(
-            sql.Identifier(s.default.ref.schema, s.default.ref.name), sql.Literal(cap)))
-        for s in states if s.default is not None
-    }
+    questions = {s.default.oid: (s.default.oid, capped_count(s.default.ref, cap)) for s in states if s.default is not None}
     return settle(conn, questions, ladder) if questions else ({}, set())

@@ -17,6 +17,10 @@ from .spec import TableSpec
 from .timeline import Grid, KeySpace, window
 
 
+# drift --format json's shape; raised when a field changes meaning or goes away (adding one does not).
+FORMAT_VERSION = 1
+
+
 class Kind(str, Enum):
     RUNWAY = "runway"
     MISSING = "missing"
@@ -80,7 +84,8 @@ class Report:
         return all(t.in_sync for t in self.tables)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "now": iso(self.now), "in_sync": self.in_sync, "tables": [t.to_dict() for t in self.tables]}
+        return {"format_version": FORMAT_VERSION, "env": self.env, "now": iso(self.now), "in_sync": self.in_sync,
+                "tables": [t.to_dict() for t in self.tables]}
 
 
 def report(
@@ -115,10 +120,12 @@ def _table(
         findings.append(Finding(Kind.PARENT, error))
     runway = _runway(state, space, now) if space and state.oid is not None else None
     if runway is not None and runway < floor:
-        findings.append(Finding(Kind.RUNWAY, f"partitions cover {_days(runway)} ahead, less than the minimum {_days(floor)}"))
+        findings.append(Finding(Kind.RUNWAY, f"partitions cover {days(runway)} ahead, less than the minimum {days(floor)}"))
     creates = [a for a in tp.actions if a.kind is ActionKind.CREATE]
     if state.oid is not None and creates:
-        findings.append(Finding(Kind.MISSING, f"{len(creates)} partitions missing inside the horizon"))
+        for a in creates:
+            findings.append(Finding(Kind.MISSING, f"missing inside the premake horizon: [{iso(a.bounds.start) or 'MINVALUE'},"
+                                    f" {iso(a.bounds.end) or 'MAXVALUE'})", str(a.partition)))
         if space:
             for gap in _gaps(state, spec, space, now):
                 findings.append(Finding(Kind.GAP, f"no partition covers [{iso(gap.start)}, {iso(gap.end)})"))
@@ -192,79 +199,7 @@ def _gaps(state: TableState, spec: TableSpec, space: KeySpace, now: datetime) ->
     ]
 
 
-def _days(seconds: float) -> str:
+def days(seconds: float) -> str:
     if seconds == float("inf"):
         return "forever"
     return f"{seconds / 86400:.1f} days"
-
-
-# Output
-
-def text(r: Report) -> str:
-    lines = [f"partman drift for env {r.env} at {iso(r.now)}", ""]
-    for t in r.tables:
-        runway = "n/a" if t.runway_seconds is None else _days(t.runway_seconds)
-        lines.append(f"{t.table}  ({'in sync' if t.in_sync else 'DRIFT'}; runway {runway})")
-        for f in t.findings:
-            where = f" {f.partition}" if f.partition else ""
-            lines.append(f"  ! {f.kind.value}{where}: {f.detail}")
-    drifted = sum(not t.in_sync for t in r.tables)
-    lines += ["", "No drift." if not drifted else f"Drift in {drifted} of {len(r.tables)} tables."]
-    return "\n".join(lines) + "\n"
-
-
-def markdown(r: Report) -> str:
-    lines = [f"<!-- partman-drift:{r.env} -->", f"### partman drift: `{r.env}`", ""]
-    lines.append("**No drift.**" if r.in_sync else f"**Drift in {sum(not t.in_sync for t in r.tables)} tables.**")
-    rows = [(t, f) for t in r.tables for f in t.findings]
-    if rows:
-        lines += ["", "| table | kind | partition | detail |", "|---|---|---|---|"]
-        lines += [f"| `{t.table}` | {f.kind.value} | {f'`{f.partition}`' if f.partition else ''} | {f.detail} |" for t, f in rows]
-    return "\n".join(lines) + "\n"
-
-
-def prometheus(r: Report, *, run_at: datetime) -> str:
-    """The text exposition format for node_exporter's textfile collector: one series per table and
-    environment, zeros for tables in sync."""
-    out: list[str] = []
-
-    def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} gauge")
-        for labels, value in samples:
-            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-            out.append(f"{name}{{{rendered}}} {_number(value)}")
-
-    def each(value) -> list[tuple[dict[str, str], float]]:
-        return [({"env": t.env, "table": t.table}, value(t)) for t in r.tables]
-
-    family("partman_runway_seconds", "Seconds from now to the end of the partitions that cover now without a gap.",
-           each(lambda t: t.runway_seconds if t.runway_seconds is not None else 0))
-    family("partman_missing_partitions", "Partitions missing inside the premake horizon.", each(lambda t: t.missing))
-    family("partman_unmanaged_partitions", "Partitions not recorded in partition_log.", each(lambda t: t.unmanaged))
-    family("partman_default_rows", "Rows in the default partition.", each(lambda t: t.default_rows))
-    family(
-        "partman_drift",
-        "1 when the table shows this kind of drift.",
-        [({"env": t.env, "table": t.table, "kind": k.value}, float(any(f.kind is k for f in t.findings)))
-         for t in r.tables for k in Kind],
-    )
-    family("partman_last_run_timestamp_seconds", "When partman drift last ran.",
-           [({"env": r.env}, run_at.timestamp())])
-    return "\n".join(out) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
-    return repr(float(value)) if value != int(value) else str(int(value))
-
-
-def as_json(r: Report) -> str:
-    import json
-
-    return json.dumps(r.to_dict(), indent=2) + "\n"

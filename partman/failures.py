@@ -28,3 +28,35 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ValueError) and "NUL" in str(exc):
         return "a value contains a NUL byte, which PostgreSQL cannot store"
     return f"internal error ({type(exc).__name__}: {first}); rerun with PARTMAN_DEBUG=1 and report it"
+
+
+def exit_for(exc: BaseException, *, debug: bool = False) -> int:
+    """The one place an exception becomes what the user sees: its line on stderr and its documented exit code."""
+    import typer
+
+    from .console import OUT, cut
+    from .errors import Exit, PartmanError
+
+    if isinstance(exc, PartmanError):
+        OUT.error(exc.message)
+        return int(exc.exit_code)
+    if isinstance(exc, typer.Abort):  # end of input at a prompt
+        OUT.warn("Aborted; nothing changed.")
+        return int(Exit.ERROR)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `partman`, `partman dev`: the help, as asked
+        typer.echo(exc.ctx.get_help())
+        return int(Exit.OK)
+    if isinstance(exc, typer.TyperException):  # click's usage errors: one line, like every other error
+        where = getattr(getattr(exc, "ctx", None), "command_path", "partman")
+        OUT.error(f"{cut(' '.join(exc.format_message().split()), 300)} (see '{where} --help')")
+        return int(Exit.USAGE) if getattr(exc, "exit_code", 2) == 2 else exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        OUT.error("interrupted: the statement in flight was rolled back, and every partition is done or untouched"
+                  " (an interrupted detach is finished by the next apply)")
+        return int(Exit.INTERRUPTED)
+    OUT.error(describe(exc))  # a database error outside a table's own handler, or a defect: no traceback
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    return int(Exit.ERROR)

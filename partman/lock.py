@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, TypeVar
 
 import psycopg
 from psycopg import Connection, sql
@@ -34,6 +34,8 @@ class Ladder:
     step_ms: int = 100
     max_pause_ms: int = 5000
     budget_s: float = 30.0
+    # Told (what, who holds it) after the first attempt that timed out, so a wait is never silent.
+    on_wait: Optional[Callable[[str, Optional[str]], None]] = field(default=None, compare=False, repr=False)
 
     @property
     def first_ms(self) -> int:
@@ -68,15 +70,22 @@ _SESSION_UNLOCK = (
 )
 
 
-def attempts(ladder: Ladder, what: str) -> Iterator[int]:
+# A wait shorter than this goes unsaid: most locks are obtained on a second or third attempt.
+ANNOUNCE_AFTER_S = 1.0
+
+
+def attempts(ladder: Ladder, what: str, conn: Optional[Connection] = None) -> Iterator[int]:
     """The lock_timeout (ms) of each attempt, always the same (Ladder.wait_ms), sleeping between attempts; LockBusy
     once the budget is spent. The caller breaks out of the loop on success and continues it after a timeout."""
     deadline = time.monotonic() + ladder.budget_s
-    count = 0
+    count, announced = 0, False
     while True:
         count += 1
         yield ladder.wait_ms
         remaining = deadline - time.monotonic()
+        if not announced and ladder.on_wait is not None and ladder.budget_s - remaining >= ANNOUNCE_AFTER_S:
+            announced = True
+            ladder.on_wait(what, holder(conn, what) if conn is not None else None)
         if remaining <= 0:
             raise LockBusy(
                 f"{what}: lock not obtained in {count} attempt{'s' if count != 1 else ''} within {ladder.budget_s:g}s"
@@ -90,7 +99,7 @@ def with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[],
 
     Never waits without a timeout: a DDL statement queued behind a long query queues every later writer
     behind itself, so giving up and retrying is kinder to the application than waiting."""
-    for step in attempts(ladder, what):
+    for step in attempts(ladder, what, conn):
         try:
             with conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{step}ms",))
@@ -105,7 +114,7 @@ def statement_with_retries(conn: Connection, ladder: Ladder, what: str, work: Ca
     lock_timeout is set for the session before each attempt and stays at the step afterwards, so later
     statements outside a transaction are bounded too (session_lock restores the session's own value).
     work gets the attempt number (from 0)."""
-    for n, step in enumerate(attempts(ladder, what)):
+    for n, step in enumerate(attempts(ladder, what, conn)):
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{step}ms")))
         try:
             return work(n)
@@ -120,7 +129,7 @@ def session_lock(conn: Connection, table: TableRef, ladder: Ladder) -> Iterator[
     Session and transaction advisory locks on one key exclude each other, so the SQL face still waits."""
     key = (LOCK_CLASS, table.schema, table.name)
     try:
-        for step in attempts(ladder, f"{table}: partman's lock"):
+        for step in attempts(ladder, f"{table}: partman's lock", conn):
             try:
                 conn.execute(_SESSION_LOCK, (f"{step}ms", *key))
                 break
@@ -134,3 +143,40 @@ def session_lock(conn: Connection, table: TableRef, ladder: Ladder) -> Iterator[
     finally:
         if not conn.closed:
             conn.execute(_SESSION_UNLOCK, key)
+
+
+# The oldest other session of this database holding a granted lock on the table, one of its partitions, or the
+# table's partman lock (the advisory key both faces take, see _ADVISORY).
+_HOLDER = """
+SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, '?'), a.state,
+       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.granted AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND (l.relation = to_regclass(%(table)s)
+        OR l.relation IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%(table)s))
+        OR (l.locktype = 'advisory' AND l.classid = %(class)s
+            AND l.objid = (('x' || left(md5(format('%%I.%%I', %(schema)s::text, %(name)s::text)), 8))::bit(32)::int)::oid))
+ ORDER BY coalesce(a.xact_start, a.query_start) NULLS LAST
+ LIMIT 1
+"""
+
+
+def holder(conn: Connection, what: str) -> Optional[str]:
+    """Who holds what partman waits for, as 'pid 123 (psql, idle in transaction for 40 s)'; None if unknown.
+    Best effort under a short statement timeout: naming the holder must never be a wait of its own."""
+    try:
+        table = TableRef.parse(what.split(":", 1)[0].strip())
+    except Exception:  # noqa: BLE001 - not about one table: no holder to name
+        return None
+    params = {"table": str(table), "schema": table.schema, "name": table.name, "class": LOCK_CLASS}
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('statement_timeout', '1000ms', true)")
+            row = conn.execute(_HOLDER, params).fetchone()
+    except psycopg.Error:
+        return None
+    if row is None:
+        return None
+    pid, app, state, seconds = row
+    return f"pid {pid} ({app}, {state or 'unknown state'} for {seconds or 0} s)"

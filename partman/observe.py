@@ -14,7 +14,7 @@ from .catalog import Moved
 from .errors import CatalogError
 from .lock import Ladder
 from .moves import in_range_count
-from .plan import ActionKind, Plan
+from .plan import ROW_FIGURED, ActionKind, Plan
 from .snapshot import Snapshot
 from .spec import TableSpec
 
@@ -24,14 +24,16 @@ def observe(
     ladder: Optional[Ladder] = None, digests: bool = False,
 ) -> tuple[Snapshot, Plan]:
     """The snapshot and the plan computed from it, with the rows a create would have to move out of a
-    default partition counted (one more question, asked only if some default holds rows)."""
+    default partition counted (one more question, asked only if some default holds rows), and the rows of
+    each partition leaving or returning without a statistics estimate (one more, asked only if there is one)."""
     specs = list(specs)
     ladder = ladder or Ladder()
     for _ in range(catalog.MAX_REREADS):
         try:
             snap = catalog.snapshot(conn, specs, now=now, state_schema=state_schema, digests=digests, ladder=ladder)
             the_plan = planner.plan(specs, snap, now=now, env=env)
-            return snap, _count_default_rows(conn, specs, snap, the_plan, ladder)
+            the_plan = _count_default_rows(conn, specs, snap, the_plan, ladder)
+            return snap, _count_rows(conn, the_plan, ladder)
         except Moved:
             continue  # a partition vanished while it was locked and waited for: read it all again
     raise CatalogError("the catalog kept changing while partman read it; run again")
@@ -51,3 +53,20 @@ def _count_default_rows(conn: Connection, specs: list[TableSpec], snap: Snapshot
         return the_plan
     counts, locked = catalog.settle(conn, questions, ladder)
     return planner.with_default_rows(the_plan, counts, frozenset(table for table, _ in locked))
+
+
+def _count_rows(conn: Connection, the_plan: Plan, ladder: Ladder) -> Plan:
+    """Exact counts, up to catalog.ROW_COUNT_CAP, of the partitions a detach, drop or re-attach is about that
+    were never analyzed (no reltuples estimate), so a reviewer sees a figure for each. Every candidate in
+    one settle (chunked, under the ladder); a partition the role may not read, or that stays locked, is
+    named as not counted. A partition that vanished meanwhile raises Moved: the caller reads again."""
+    relations = {
+        a.oid: a.partition
+        for t in the_plan.tables for a in t.actions
+        if a.kind in ROW_FIGURED and a.rows_estimate is None and a.oid is not None
+    }
+    if not relations:
+        return the_plan
+    counts, locked = catalog.settle(conn, catalog.row_count_questions(relations), ladder, skip_unreadable=True)
+    unread = frozenset(relations) - counts.keys() - locked
+    return planner.with_row_counts(the_plan, counts, frozenset(locked), unread, cap=catalog.ROW_COUNT_CAP)

@@ -34,6 +34,33 @@ class Reason(str, Enum):
 APPLY_ORDER = {ActionKind.DETACH: 0, ActionKind.DROP: 1, ActionKind.REATTACH: 2, ActionKind.CREATE: 3}
 # Actions that take a partition away: withheld in a protected environment, reviewed in markdown.
 DESTRUCTIVE = (ActionKind.DETACH, ActionKind.DROP)
+# Actions a plan shows with a row figure: what leaves with its rows, and what comes back with them.
+ROW_FIGURED = (ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH)
+
+
+@dataclass(frozen=True)
+class RowCount:
+    """A partition's rows counted exactly at plan time, where statistics give no estimate (never analyzed).
+    The count stops at a cap, so a large partition costs no more to count than a small one."""
+
+    rows: Optional[int] = None  # None: not counted (why_not says why)
+    capped: bool = False  # at least rows: the count stopped at the cap
+    why_not: Optional[str] = None  # e.g. locked by another session for the whole ladder
+
+    @classmethod
+    def of(cls, seen: int, cap: int) -> "RowCount":
+        """From a count of at most cap + 1 rows: one more than the cap says there are more."""
+        return cls(min(seen, cap), capped=seen > cap)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"rows": self.rows, "capped": self.capped}
+        if self.why_not:
+            data["why_not"] = self.why_not
+        return data
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RowCount":
+        return cls(d.get("rows"), bool(d.get("capped")), d.get("why_not"))
 
 
 @dataclass(frozen=True)
@@ -46,6 +73,16 @@ class Action:
     oid: Optional[int] = None  # the relation a detach or drop is about, checked again under lock
     attached: bool = True  # a drop of an attached partition detaches it first
     default_rows: int = 0  # a create: rows in the default partition that fall in its range (they must move)
+    # Where rows_estimate is None: the exact count observe took. Not part of the action's identity (a count
+    # moves with every insert): equality, signatures and staleness checks ignore it.
+    rows_counted: Optional[RowCount] = field(default=None, compare=False)
+
+    @property
+    def rows(self) -> Optional[int]:
+        """The best row figure known: the estimate, else the exact count (a lower bound when capped)."""
+        if self.rows_estimate is not None:
+            return self.rows_estimate
+        return self.rows_counted.rows if self.rows_counted else None
 
     def to_dict(self, *, saved: bool = False) -> dict[str, Any]:
         """The reviewable form; saved=True adds what apply checks against the catalog (a plan file)."""
@@ -59,6 +96,8 @@ class Action:
         }
         if self.default_rows:
             data["default_rows"] = self.default_rows
+        if self.rows_counted is not None:
+            data["rows_counted"] = self.rows_counted.to_dict()
         if saved:
             data.update(oid=self.oid, attached=self.attached)
         return data
@@ -74,6 +113,7 @@ class Action:
             d.get("oid"),
             d.get("attached", True),
             d.get("default_rows", 0),
+            RowCount.from_dict(d["rows_counted"]) if d.get("rows_counted") else None,
         )
 
 
@@ -93,7 +133,15 @@ class Note:
             "to": iso(self.bounds.end),
             "code": self.code,
             "why": self.why,
+            "hint": self.hint,
         }
+
+    @property
+    def hint(self) -> Optional[str]:
+        """What to do about it (diagnostics.py)."""
+        from .diagnostics import hint
+
+        return hint(self.code)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], key_type: Optional[KeyType]) -> "Note":

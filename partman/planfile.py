@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ class SavedPlan:
     target: Target
     plan_id: str
     partman_version: str = __version__
+    project: Optional[str] = None  # the project file, relative to the plan file's directory (see locate_project)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class SavedPlan:
             "spec_fingerprints": {str(s.table): s.fingerprint() for s in self.specs},
             "observed": {str(t.table): t.observed for t in self.plan.tables},
             "plan": self.plan.to_dict(saved=True),
+            "project": self.project,
         }
 
 
@@ -61,11 +64,24 @@ def new(plan: Plan, specs: list[TableSpec], target: Target) -> SavedPlan:
     return SavedPlan(plan, tuple(specs), target, str(uuid.uuid4()))
 
 
-def write(saved: SavedPlan, path: Path) -> None:
-    """Atomically: a reader never sees half a plan."""
+def write(saved: SavedPlan, path: Path, project_file: Optional[Path] = None) -> None:
+    """Atomically: a reader never sees half a plan. The project file is recorded relative to the plan, so
+    `partman apply plan.json` finds its environments from any directory, as long as the two move together."""
+    from dataclasses import replace
+
     from .files import write_atomically
 
+    if project_file is not None:
+        saved = replace(saved, project=os.path.relpath(project_file.resolve(), path.resolve().parent))
     write_atomically(path, json.dumps(saved.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def locate_project(path: Path, saved: SavedPlan) -> Optional[Path]:
+    """The project file the plan was made with, if it is still where the plan says."""
+    if not saved.project:
+        return None
+    candidate = path.resolve().parent / saved.project
+    return candidate if candidate.is_file() else None
 
 
 def read(path: Path) -> SavedPlan:
@@ -91,6 +107,7 @@ def read(path: Path) -> SavedPlan:
         target=Target(**data["target"]),
         plan_id=data["plan_id"],
         partman_version=data["partman_version"],
+        project=data.get("project"),
     )
 
 

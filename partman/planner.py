@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef
 from .naming import partition_name
-from .plan import BUSY, Action, ActionKind, Basis, Note, Plan, Reason, TablePlan
+from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Basis, Note, Plan, Reason, RowCount, TablePlan
 from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from .spec import TableSpec
@@ -131,86 +131,15 @@ def _plan_table(
     if layout is None:
         return TablePlan(key_type=None, errors=tuple(errors), **base)
     grid, key_type = layout
-    space = grid.space
-    now_key = space.key_of(now)
-    cutoff = retention_cutoff(space, now, spec.retention)
-    managed = state.managed
-    t = _Table(spec, state, grid, [], [], [], [], cutoff)
+    t = _Table(spec, state, grid, [], [], [], [], retention_cutoff(grid.space, now, spec.retention))
     if spec.timezone != "UTC" and key_type is not KeyType.TIMESTAMPTZ:
         t.warnings.append(Note(ZONE_IGNORED, spec.table, Bounds(None, None),
                                f"timezone {spec.timezone} on a {key_type.value} key: boundaries are the key's own"
                                f" {'dates' if key_type is KeyType.DATE else 'wall-clock times'}; the zone only"
                                " decides what today is"))
-
-    obstacles: list[Bounds] = []
-    replaceable: list[Partition] = []
-    pending = {(e.start, e.end): e.pending for e in state.detached if e.pending}
-    for p in state.partitions:
-        log_key = _log_key(p, space)
-        if p.detach_pending:
-            # An interrupted run's concurrent detach: apply finishes it first, so the plan shows it as the
-            # action it was and plans around its completion.
-            intent = pending.get(log_key)
-            if intent == "drop":
-                t.actions.append(Action(ActionKind.DROP, p.ref, p.bounds, Reason.INTERVAL_CHANGE, oid=p.oid))
-                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted drop: this apply finishes it"))
-                continue
-            if intent == "detach":
-                t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, p.rows_estimate, p.oid))
-                t.actions.extend(_after_detach(t, p.ref, p.bounds, p.rows_estimate, p.oid, cutoff))
-                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted detach: this apply finishes it"))
-            else:
-                t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "a detach is pending (not partman's); left alone"))
-            obstacles.append(p.bounds)
-            continue
-        is_managed = log_key in managed
-        expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
-        if expired and is_managed:
-            _retire(t, p, now)
-        elif not is_managed:
-            code, why = (
-                (UNMANAGED_EXPIRED, "expired by retention but not in partition_log; left alone")
-                if expired
-                else (UNMANAGED, "not in partition_log; left alone")
-            )
-            t.unmanaged.append(Note(code, p.ref, p.bounds, why))
-        if not expired and _replaceable(p, grid, now_key, managed, log_key):
-            if p.oid in busy:
-                t.kept.append(Note(BUSY, p.ref, p.bounds, "locked by another session: could not check it for rows;"
-                                   " kept for now (plan again later)"))
-            elif has_rows.get(p.oid, True):
-                t.kept.append(
-                    Note(KEPT_WITH_ROWS, p.ref, p.bounds, "holds rows; kept (future-data check), the new layout fills around it")
-                )
-            else:
-                replaceable.append(p)
-                continue
-        # Expired partitions stay obstacles too: their range is spoken for and must not be filled again.
-        obstacles.append(p.bounds)
-
-    for name, expr in state.unparsed:
-        t.warnings.append(
-            Note(UNREADABLE_BOUND, TableRef(spec.table.schema, name), Bounds(None, None), f"bound {expr!r} not understood; left alone")
-        )
-        obstacles.append(Bounds(None, None))  # cannot tell where it lies: make no partition anywhere
-    obstacles += _retire_detached(t, now, cutoff)
-
-    wanted = [
-        piece
-        for gap in _gaps(window(grid, now, spec.premake), obstacles)
-        for piece in grid.pieces(gap)
-        if cutoff is None or piece.end > cutoff
-    ]
-    wanted_set = set(wanted)
-    kept_bounds = set()
-    for p in replaceable:
-        if p.bounds in wanted_set:
-            kept_bounds.add(p.bounds)
-        else:
-            t.actions.append(
-                Action(ActionKind.DROP, p.ref, p.bounds, Reason.INTERVAL_CHANGE, rows_estimate=0, oid=p.oid)
-            )
-    creates = [b for b in wanted if b not in kept_bounds]
+    obstacles, replaceable = _existing(t, has_rows, grid.space.key_of(now), busy)
+    obstacles += _retire_detached(t, now, t.cutoff)
+    creates = _fill(t, now, obstacles, replaceable)
     if len(creates) > MAX_PARTITIONS_PER_PLAN:
         return TablePlan(
             key_type=key_type,
@@ -219,20 +148,7 @@ def _plan_table(
         )
     for b in creates:
         t.actions.append(Action(ActionKind.CREATE, partition_name(spec.table, grid, b, taken), b, Reason.PREMAKE))
-
-    if state.default is not None and state.default.oid in busy and creates:
-        t.warnings.append(Note(BUSY, state.default.ref, Bounds(None, None), "locked by another session: its rows were"
-                               " not checked; apply checks them under the table's lock"))
-    elif state.default is not None and has_rows.get(state.default.oid, False) and creates:
-        t.warnings.append(
-            Note(
-                DEFAULT_ROWS,
-                state.default.ref,
-                Bounds(None, None),
-                "the default partition holds rows: a create over their range moves them only with move_default_rows",
-            )
-        )
-
+    _note_default(t, has_rows, busy, bool(creates))
     denied = _denied(spec, state, t.actions)
     if denied:
         return TablePlan(key_type=key_type, errors=(denied,), **base)
@@ -247,6 +163,99 @@ def _plan_table(
         warnings=tuple(sorted(t.warnings, key=_note_order)),
         **base,
     )
+
+
+def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: frozenset[int]) -> tuple[list, list]:
+    """Each attached partition: retired, noted, or kept as an obstacle the new partitions fill around; returns
+    the obstacles and the empty partitions an interval change may replace."""
+    space, cutoff, managed = t.grid.space, t.cutoff, t.state.managed
+    obstacles: list[Bounds] = []
+    replaceable: list[Partition] = []
+    pending = {(e.start, e.end): e.pending for e in t.state.detached if e.pending}
+    for p in t.state.partitions:
+        log_key = _log_key(p, space)
+        if p.detach_pending:
+            if _interrupted(t, p, pending.get(log_key)):
+                obstacles.append(p.bounds)
+            continue
+        is_managed = log_key in managed
+        expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
+        if expired and is_managed:
+            _retire(t, p)
+        elif not is_managed:
+            code, why = (
+                (UNMANAGED_EXPIRED, "expired by retention but not in partition_log; left alone")
+                if expired
+                else (UNMANAGED, "not in partition_log; left alone")
+            )
+            t.unmanaged.append(Note(code, p.ref, p.bounds, why))
+        if not expired and _replaceable(p, t.grid, now_key, managed, log_key):
+            if p.oid in busy:
+                t.kept.append(Note(BUSY, p.ref, p.bounds, "locked by another session: could not check it for rows;"
+                                   " kept for now (plan again later)"))
+            elif has_rows.get(p.oid, True):
+                t.kept.append(
+                    Note(KEPT_WITH_ROWS, p.ref, p.bounds, "holds rows; kept (future-data check), the new layout fills around it")
+                )
+            else:
+                replaceable.append(p)
+                continue
+        # Expired partitions stay obstacles too: their range is spoken for and must not be filled again.
+        obstacles.append(p.bounds)
+    for name, expr in t.state.unparsed:
+        t.warnings.append(Note(UNREADABLE_BOUND, TableRef(t.spec.table.schema, name), Bounds(None, None),
+                               f"bound {expr!r} not understood; left alone"))
+        obstacles.append(Bounds(None, None))  # cannot tell where it lies: make no partition anywhere
+    return obstacles, replaceable
+
+
+def _interrupted(t: _Table, p: Partition, intent: Optional[str]) -> bool:
+    """An interrupted run's concurrent detach: apply finishes it first, so the plan shows it as the action it
+    was and plans around its completion. True while the partition's range stays spoken for."""
+    if intent == "drop":
+        t.actions.append(Action(ActionKind.DROP, p.ref, p.bounds, Reason.INTERVAL_CHANGE, oid=p.oid))
+        t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted drop: this apply finishes it"))
+        return False
+    if intent == "detach":
+        t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, p.rows_estimate, p.oid))
+        t.actions.extend(_after_detach(t, p.ref, p.bounds, p.rows_estimate, p.oid, t.cutoff))
+        t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "an interrupted detach: this apply finishes it"))
+    else:
+        t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "a detach is pending (not partman's); left alone"))
+    return True
+
+
+def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[Partition]) -> list[Bounds]:
+    """The ranges to create: the window's gaps cut into slots (and bridges), past retention's cutoff; an empty
+    partition of the old layout stays where it is a wanted slot and is dropped where it is not."""
+    cutoff = t.cutoff
+    wanted = [
+        piece
+        for gap in _gaps(window(t.grid, now, t.spec.premake), obstacles)
+        for piece in t.grid.pieces(gap)
+        if cutoff is None or piece.end > cutoff
+    ]
+    wanted_set = set(wanted)
+    kept_bounds = set()
+    for p in replaceable:
+        if p.bounds in wanted_set:
+            kept_bounds.add(p.bounds)
+        else:
+            t.actions.append(Action(ActionKind.DROP, p.ref, p.bounds, Reason.INTERVAL_CHANGE, rows_estimate=0, oid=p.oid))
+    return [b for b in wanted if b not in kept_bounds]
+
+
+def _note_default(t: _Table, has_rows: dict[int, bool], busy: frozenset[int], creating: bool) -> None:
+    default = t.state.default
+    if default is None or not creating:
+        return
+    if default.oid in busy:
+        t.warnings.append(Note(BUSY, default.ref, Bounds(None, None), "locked by another session: its rows were"
+                               " not checked; apply checks them under the table's lock"))
+    elif has_rows.get(default.oid, False):
+        t.warnings.append(Note(DEFAULT_ROWS, default.ref, Bounds(None, None),
+                               "the default partition holds rows: a create over their range moves them only with"
+                               " move_default_rows"))
 
 
 def with_default_rows(plan: Plan, counts: dict[tuple[TableRef, Bounds], int],
@@ -266,6 +275,29 @@ def with_default_rows(plan: Plan, counts: dict[tuple[TableRef, Bounds], int],
             warnings = tuple(sorted(warnings + (note,), key=_note_order))
         tables.append(replace(t, actions=actions, warnings=warnings))
     return replace(plan, tables=tuple(tables))
+
+
+NOT_COUNTED_LOCKED = "locked by another session"
+NOT_COUNTED_DENIED = "no SELECT privilege on it"
+
+
+def with_row_counts(plan: Plan, counts: dict[int, int], locked: frozenset[int] = frozenset(),
+                    denied: frozenset[int] = frozenset(), *, cap: int) -> Plan:
+    """The plan with each detach, drop and re-attach that has no estimate marked with its partition's exact
+    row count (keyed by OID; at most cap + 1, counted by the shell), or with why it could not be counted:
+    locked by another session for the whole ladder, or not readable by the connected role."""
+    def counted(a: Action) -> Action:
+        if a.kind not in ROW_FIGURED or a.rows_estimate is not None or a.oid is None:
+            return a
+        if a.oid in counts:
+            return replace(a, rows_counted=RowCount.of(counts[a.oid], cap))
+        if a.oid in locked:
+            return replace(a, rows_counted=RowCount(why_not=NOT_COUNTED_LOCKED))
+        if a.oid in denied:
+            return replace(a, rows_counted=RowCount(why_not=NOT_COUNTED_DENIED))
+        return a
+
+    return replace(plan, tables=tuple(replace(t, actions=tuple(map(counted, t.actions))) for t in plan.tables))
 
 
 def desired_config(spec: TableSpec) -> ConfigRow:
@@ -308,7 +340,7 @@ def _check_parent(spec: TableSpec, state: TableState) -> list[str]:
     return []
 
 
-def _retire(t: _Table, p: Partition, now: datetime) -> None:
+def _retire(t: _Table, p: Partition) -> None:
     """Retention detaches; the drop waits for the grace period (and follows at once when it is zero)."""
     t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, rows_estimate=p.rows_estimate, oid=p.oid))
     if t.spec.retention_grace.amount == 0:

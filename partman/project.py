@@ -40,11 +40,13 @@ class Project:
 
 
 def find(spec_paths: Iterable[Path]) -> Optional[Path]:
-    """partman.yaml in the working directory, else in the nearest ancestor of the first spec path."""
+    """partman.yaml in the working directory, else in the nearest ancestor of the first spec path, else in the
+    nearest ancestor of the working directory (as git finds its repository: `partman dev status` from specs/)."""
     candidates = [Path.cwd()]
     for p in spec_paths:
         candidates.extend(p.resolve().parents if p.is_file() else [p.resolve(), *p.resolve().parents])
         break
+    candidates.extend(Path.cwd().resolve().parents)
     for directory in candidates:
         if (directory / PROJECT_FILE).is_file():
             return directory / PROJECT_FILE

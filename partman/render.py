@@ -1,9 +1,12 @@
-"""Plans as text (Terraform-like +/- lines and a summary), and JSON; sorted and deterministic."""
+"""Every report partman prints: plans as text (Terraform-like +/- lines and a summary), JSON and markdown, the
+outcome of an apply as JSON, and drift as text, JSON, markdown and Prometheus metrics; sorted and deterministic."""
 
 from __future__ import annotations
 
 import json
 
+from .console import plural
+from .drift import Kind as DriftKind, days as drift_days
 from .model import Bounds, iso
 from .plan import DESTRUCTIVE, Action, ActionKind, Plan, Reason, TablePlan
 
@@ -16,8 +19,8 @@ def summary_line(plan: Plan) -> str:
     configs = sum(1 for t in plan.tables if t.config is not None)
     if not plan.changes:
         return "No changes."
-    tables = f", {parents} table{'s' if parents != 1 else ''} to create" if parents else ""
-    config = f", {configs} config{'s' if configs != 1 else ''} to update" if configs else ""
+    tables = f", {plural(parents, 'table')} to create" if parents else ""
+    config = f", {plural(configs, 'config')} to update" if configs else ""
     return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{tables}{config}."
 
 
@@ -37,9 +40,12 @@ def text(plan: Plan) -> str:
         lines.extend(_table_lines(t))
         lines.append("")
     errors = sum(1 for t in plan.tables if t.errors)
-    lines.append(summary_line(plan))
     if errors:
-        lines.append(f"Errors in {errors} table{'s' if errors != 1 else ''}; those tables were not planned.")
+        # Never "No changes." above a failure: the exit code is 1, and the first word should say why.
+        others = "" if errors == len(plan.tables) else (" " + summary_line(plan) if plan.changes else " No changes to the others.")
+        lines.append(f"Errors in {plural(errors, 'table')}, not planned (see x error above).{others}")
+    else:
+        lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
 
@@ -58,7 +64,7 @@ def _table_lines(t: TablePlan) -> list[str]:
     if t.busy:
         lines.append("  ! busy     locked by another session: planned with what is known (see PM208 below)")
     if t.config is not None:
-        settings = ", ".join(f"{k}={v}" for k, v in t.config.to_dict().items())
+        settings = _settings(t.config)
         lines.append(f"  ~ config   partition_config: {settings}")
     for n in t.kept:
         lines.append(f"  ~ kept     {n.partition}  {_range(n.bounds)}  {n.code} {n.why}")
@@ -71,14 +77,33 @@ def _table_lines(t: TablePlan) -> list[str]:
     return lines
 
 
+def _settings(config) -> str:
+    """partition_config's row as key=value; a setting that does not apply (no month count for a daily table)
+    is left out rather than shown as None."""
+    return ", ".join(f"{k}={v}" for k, v in config.to_dict().items() if v is not None)
+
+
 def _range(b: Bounds) -> str:
     return f"[{iso(b.start) or 'MINVALUE'}, {iso(b.end) or 'MAXVALUE'})"
 
 
 def _rows(a: Action) -> str:
+    """The row figure of an action: the planner's estimate where statistics exist, else the exact count
+    observe took (up to a cap), else why there is none."""
     if a.reason is Reason.INTERVAL_CHANGE and a.rows_estimate == 0:
         return "empty: checked with EXISTS"
-    return "rows unknown" if a.rows_estimate is None else f"~{a.rows_estimate:,} rows"
+    if a.rows_estimate is not None:
+        return f"~{a.rows_estimate:,} rows"
+    counted = a.rows_counted
+    if counted is None:
+        return "rows not counted"  # a plan made without a database to count in
+    if counted.rows is None:
+        return f"rows not counted: {counted.why_not}"
+    if counted.capped:
+        return f"≥ {counted.rows:,} rows"
+    if counted.rows == 0:
+        return "0 rows (empty)"
+    return f"{counted.rows:,} row{'s' if counted.rows != 1 else ''}"
 
 
 def as_json(plan: Plan) -> str:
@@ -93,7 +118,13 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
     folded. A hidden marker lets CI update one comment in place; the body holds no timestamp unless asked,
     so an unchanged plan yields an identical comment."""
     lines = [MARKER.format(env=plan.env), f"### partman plan: `{plan.env}`", ""]
-    lines.append(f"**{summary_line(plan).rstrip('.')} ({plan.env})**" if plan.changes else f"**No changes ({plan.env}).**")
+    failed = sum(1 for t in plan.tables if t.errors)
+    if plan.changes:
+        lines.append(f"**{summary_line(plan).rstrip('.')} ({plan.env})**")
+    elif failed:
+        lines.append(f"**Errors in {plural(failed, 'table')} ({plan.env}); nothing else to change.**")
+    else:
+        lines.append(f"**No changes ({plan.env}).**")
     if plan.pinned:
         lines += ["", f":warning: {clock_line(plan)}"]
     elif timestamps:
@@ -122,7 +153,7 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
             for a in t.actions:
                 lines.append(f"{_SIGN[a.kind]} {a.kind.value:<7} {a.partition}  {_range(a.bounds)}  {a.reason.value}")
             if t.config is not None:
-                lines.append(f"! config  {t.table}  " + ", ".join(f"{k}={v}" for k, v in t.config.to_dict().items()))
+                lines.append(f"! config  {t.table}  " + _settings(t.config))
         lines += ["```", "", "</details>"]
     return "\n".join(lines) + "\n"
 
@@ -133,3 +164,102 @@ def _md(text: str) -> str:
 
 def _md_range(b: Bounds) -> str:
     return f"{iso(b.start) or 'MINVALUE'} → {iso(b.end) or 'MAXVALUE'}"
+
+
+def render(plan: Plan, fmt: str, *, timestamps: bool = False) -> str:
+    """The plan in the format --format names."""
+    if fmt == "json":
+        return as_json(plan)
+    if fmt == "markdown":
+        return markdown(plan, timestamps=timestamps)
+    return text(plan)
+
+
+def outcomes_json(plan: Plan, outcomes: list, code: int, withheld: int = 0) -> str:
+    """apply --format json: the plan that was applied and how each table ended, for a deploy pipeline."""
+    body = {
+        "format_version": 1,
+        "env": plan.env,
+        "exit_code": int(code),
+        "withheld": {"actions": withheld, "code": "PM305"} if withheld else None,
+        "tables": [
+            {"table": str(o.table), "status": o.status.value, "message": o.message, "code": o.code or None,
+             "actions": [a.to_dict() for a in o.actions]}
+            for o in outcomes
+        ],
+        "plan": plan.to_dict(),
+    }
+    return json.dumps(body, indent=2) + "\n"
+
+
+def drift(report, fmt: str) -> str:
+    """A drift report as text, json or markdown."""
+    return {"json": drift_json, "markdown": drift_markdown}.get(fmt, drift_text)(report)
+
+
+def drift_text(r) -> str:
+    lines = [f"partman drift for env {r.env} at {iso(r.now)}", ""]
+    for t in r.tables:
+        runway = "n/a" if t.runway_seconds is None else drift_days(t.runway_seconds)
+        lines.append(f"{t.table}  ({'in sync' if t.in_sync else 'DRIFT'}; runway {runway})")
+        for f in t.findings:
+            where = f" {f.partition}" if f.partition else ""
+            lines.append(f"  ! {f.kind.value}{where}: {f.detail}")
+    drifted = sum(not t.in_sync for t in r.tables)
+    lines += ["", "No drift." if not drifted else f"Drift in {drifted} of {plural(len(r.tables), 'table')}."]
+    return "\n".join(lines) + "\n"
+
+
+def drift_markdown(r) -> str:
+    lines = [f"<!-- partman-drift:{r.env} -->", f"### partman drift: `{r.env}`", ""]
+    lines.append("**No drift.**" if r.in_sync else f"**Drift in {plural(sum(not t.in_sync for t in r.tables), 'table')}.**")
+    rows = [(t, f) for t in r.tables for f in t.findings]
+    if rows:
+        lines += ["", "| table | kind | partition | detail |", "|---|---|---|---|"]
+        lines += [f"| `{t.table}` | {f.kind.value} | {f'`{f.partition}`' if f.partition else ''} | {f.detail} |" for t, f in rows]
+    return "\n".join(lines) + "\n"
+
+
+def drift_prometheus(r, *, run_at) -> str:
+    """The text exposition format for node_exporter's textfile collector: one series per table and
+    environment, zeros for tables in sync."""
+    out: list[str] = []
+
+    def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} gauge")
+        for labels, value in samples:
+            rendered = ",".join(f'{k}="{_metric_escape(v)}"' for k, v in sorted(labels.items()))
+            out.append(f"{name}{{{rendered}}} {_metric_number(value)}")
+
+    def each(value) -> list[tuple[dict[str, str], float]]:
+        return [({"env": t.env, "table": t.table}, value(t)) for t in r.tables]
+
+    family("partman_runway_seconds", "Seconds from now to the end of the partitions that cover now without a gap.",
+           each(lambda t: t.runway_seconds if t.runway_seconds is not None else 0))
+    family("partman_missing_partitions", "Partitions missing inside the premake horizon.", each(lambda t: t.missing))
+    family("partman_unmanaged_partitions", "Partitions not recorded in partition_log.", each(lambda t: t.unmanaged))
+    family("partman_default_rows", "Rows in the default partition.", each(lambda t: t.default_rows))
+    family(
+        "partman_drift",
+        "1 when the table shows this kind of drift.",
+        [({"env": t.env, "table": t.table, "kind": k.value}, float(any(f.kind is k for f in t.findings)))
+         for t in r.tables for k in DriftKind],
+    )
+    family("partman_last_run_timestamp_seconds", "When partman drift last ran.",
+           [({"env": r.env}, run_at.timestamp())])
+    return "\n".join(out) + "\n"
+
+
+def _metric_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _metric_number(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    return repr(float(value)) if value != int(value) else str(int(value))
+
+
+def drift_json(r) -> str:
+    return json.dumps(r.to_dict(), indent=2) + "\n"

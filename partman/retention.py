@@ -57,16 +57,7 @@ def _intend(conn: Connection, parent: TableRef, chunk: list[Action], ctx: audit.
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
         sql.SQL(", ").join(ddl.ident(a.partition) for a in chunk)))
     _still(conn, chunk, attached=True)
-    conn.execute(
-        sql.SQL(
-            "UPDATE {} l SET pending_action = 'detach', pending_since = %s"
-            " FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
-            " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = r.s AND l.range_end = r.e"
-            " AND l.dropped_at IS NULL"
-        ).format(sql.Identifier(ctx.schema, "partition_log")),
-        (ctx.now, [space.to_log(a.bounds.start) for a in chunk], [space.to_log(a.bounds.end) for a in chunk],
-         parent.schema, parent.name),
-    )
+    audit.intend(conn, ctx, parent, space, [a.bounds for a in chunk], "detach")
 
 
 def _finish(conn: Connection, parent: TableRef, detached: list[Action], dropping: list[Action], ctx: audit.Context,

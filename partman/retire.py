@@ -76,13 +76,7 @@ def _intend(conn: Connection, parent: TableRef, partition: TableRef, space: KeyS
     conn.execute(ddl.lock_table(partition))
     if action is not None:
         _still(conn, action, attached=True)
-    conn.execute(
-        sql.SQL(
-            "UPDATE {} SET pending_action = %s, pending_since = %s WHERE parent_schema = %s AND parent_name = %s"
-            " AND range_start = %s AND range_end = %s AND dropped_at IS NULL"
-        ).format(sql.Identifier(ctx.schema, "partition_log")),
-        (intent, ctx.now, parent.schema, parent.name, space.to_log(bounds.start), space.to_log(bounds.end)),
-    )
+    audit.intend(conn, ctx, parent, space, [bounds], intent)
 
 
 def reattach(conn: Connection, parent: TableRef, action: Action, ctx: audit.Context, ladder: Ladder, space: KeySpace) -> None:
@@ -149,13 +143,7 @@ def _drop_detached(conn: Connection, parent: TableRef, action: Action, ctx: audi
 
 
 def _clear(conn: Connection, parent: TableRef, action: Action, ctx: audit.Context, space: KeySpace) -> None:
-    conn.execute(
-        sql.SQL(
-            "UPDATE {} SET pending_action = NULL, pending_since = NULL WHERE parent_schema = %s AND parent_name = %s"
-            " AND range_start = %s AND dropped_at IS NULL"
-        ).format(sql.Identifier(ctx.schema, "partition_log")),
-        (parent.schema, parent.name, space.to_log(action.bounds.start)),
-    )
+    audit.clear_intent(conn, ctx, parent, space, action.bounds.start)
 
 
 def recover(conn: Connection, parent: TableRef, ctx: audit.Context, ladder: Ladder, space: KeySpace,

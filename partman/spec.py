@@ -23,6 +23,19 @@ from .yamldoc import Document, JsonPath, load, schema_errors, shown, validator_f
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1: the server silently cuts longer names, and plans never converge
 DEFAULT_GRACE = "7 days"
+# How far ahead partitions are made when a spec says no premake, per interval. None: through the end of next
+# calendar year, the original requirement's rule (and the SQL face's, whose partition_config premake NULL means
+# it). A daily table kept that far ahead would be 367 to 731 tables; pg_partman's 4 intervals would be too
+# little warning for a monthly one. README: Specs.
+DEFAULT_PREMAKE: dict[Interval, Optional[str]] = {
+    Interval.DAILY: "30 days",
+    Interval.WEEKLY: "12 weeks",
+    Interval.MONTHLY: None,
+    Interval.QUARTERLY: None,
+    Interval.YEARLY: None,
+}
+# The environment of a database used without a project file: only the base spec applies.
+DEFAULT_ENV = "default"
 SPAN_KEYS = ("premake", "retention", "retention_grace")
 
 
@@ -42,7 +55,7 @@ class TableSpec:
     table: TableRef
     partition_key: str
     interval: Interval
-    premake: Optional[Span]
+    premake: Optional[Span]  # None: through the end of next calendar year (see DEFAULT_PREMAKE)
     retention: Optional[Span]
     retention_grace: Span
     timezone: str
@@ -90,6 +103,13 @@ class TableSpec:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_premake(interval: Interval) -> Optional[Span]:
+    """The premake of a spec that gives none (after its environment's overrides: an override of interval
+    alone gets that interval's default)."""
+    text = DEFAULT_PREMAKE[interval]
+    return Span.parse(text) if text else None
 
 
 @lru_cache(maxsize=None)
@@ -181,7 +201,7 @@ def load_specs(paths: Iterable[Path], env: str, known_envs: Optional[Iterable[st
                         f"{doc.where(('environments', name))}: environment {shown(name)} is not in the project file"
                         f" (known: {', '.join(sorted(declared))})"
                     )
-    known = declared if declared is not None else mentioned
+    known = declared if declared is not None else mentioned | {DEFAULT_ENV}
     if env not in known:
         listing = ", ".join(sorted(known)) or "none declared"
         raise SpecError(f"unknown environment {shown(env)} (known: {listing})")
@@ -322,6 +342,19 @@ def is_type_name(text: str) -> bool:
     return _TYPE.fullmatch(text) is not None
 
 
+def _columns(merged: dict) -> tuple[Column, ...]:
+    return tuple(
+        Column(
+            name=c["name"],
+            type=c["type"],
+            not_null=bool(c.get("not_null", False)),
+            default=None if c.get("default") is None else str(c["default"]),
+            identity=c.get("identity"),
+        )
+        for c in merged.get("columns", ())
+    )
+
+
 def _build(doc: Document, env: str) -> TableSpec:
     data = doc.data
     overrides = data.get("environments", {}).get(env, {})
@@ -338,16 +371,7 @@ def _build(doc: Document, env: str) -> TableSpec:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise SpecError(f"{where('timezone')}: unknown time zone {shown(tz)}") from None
 
-    columns = tuple(
-        Column(
-            name=c["name"],
-            type=c["type"],
-            not_null=bool(c.get("not_null", False)),
-            default=None if c.get("default") is None else str(c["default"]),
-            identity=c.get("identity"),
-        )
-        for c in merged.get("columns", ())
-    )
+    columns = _columns(merged)
     key = merged["partition_key"]
     primary_key = tuple(merged.get("primary_key", ()))
     if columns:
@@ -371,11 +395,12 @@ def _build(doc: Document, env: str) -> TableSpec:
             " (PostgreSQL requires it on partitioned tables)"
         )
 
+    interval = Interval(merged["interval"])
     return TableSpec(
         table=table,
         partition_key=key,
-        interval=Interval(merged["interval"]),
-        premake=Span.parse(merged["premake"]) if merged.get("premake") else None,
+        interval=interval,
+        premake=default_premake(interval) if merged.get("premake") is None else Span.parse(merged["premake"]),
         retention=Span.parse(merged["retention"]) if merged.get("retention") else None,
         retention_grace=Span.parse(merged.get("retention_grace", DEFAULT_GRACE)),
         timezone=tz,

@@ -133,8 +133,9 @@ class Grid:
 def window(grid: Grid, now: datetime, premake: Optional[Span]) -> Bounds:
     """[start of the slot containing now, first boundary at or after the premake horizon).
 
-    Without a premake the horizon is the end of next calendar year, the original requirement's rule.
-    The window always holds at least the current slot."""
+    Without a premake the horizon is the end of next calendar year, the original requirement's rule (a spec
+    gets it only for the month-based intervals: spec.DEFAULT_PREMAKE). The window always holds at least the
+    current slot."""
     local_now = grid.space.local_moment(now)
     first = grid.interval.floor(local_now.date())
     if premake is None:

@@ -13,7 +13,7 @@ import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import yaml
 
@@ -263,7 +263,7 @@ def _strict_end(pattern: str) -> str:
     return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
 
 
-def schema_errors(doc: Document, validator: Any, known_keys: dict[JsonPath, Iterable[str]] | None = None) -> list[str]:
+def schema_errors(doc: Document, validator: Any) -> list[str]:
     """Every schema violation as 'file:line: path: message', sorted by position in the file."""
     found = []
     for error in validator.iter_errors(doc.data):

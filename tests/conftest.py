@@ -72,15 +72,20 @@ def server(request):
         cluster.stop()
 
 
-@pytest.fixture
-def db_url(server):
-    """A fresh, empty database on the current server; dropped afterwards."""
+def fresh_database(server, template: str = "template1"):
+    """A throwaway database (a copy of template), as a URL; dropped when the generator is closed."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server.admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     yield server.url_for(name)
     with psycopg.connect(server.admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(server):
+    """A fresh, empty database on the current server; dropped afterwards."""
+    yield from fresh_database(server)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ What this module owns
 - `spec()`: builds the value of `PARTMAN_TEST_FAULT`.
 
 What a boundary is
-Only the connection partman opens (`partman.cli._connect` is wrapped) is watched; the harness's own side
+Only the connection partman opens (`partman.session.connect` is wrapped) is watched; the harness's own side
 connections are not. A boundary is the moment just before partman hands psycopg something to send, or just after
 a COMMIT returned:
 - `statement`: every `Cursor.execute` (so `conn.execute()`, a cursor's `execute()`, and each statement queued
@@ -590,7 +590,7 @@ def install_from_env() -> None:
     import psycopg
     from psycopg import pq
 
-    import partman.cli as cli
+    import partman.session as session
 
     watched: set[int] = set()
 
@@ -607,7 +607,7 @@ def install_from_env() -> None:
             tracker.reach("statement", _query_text(query, self.connection))
             return super().stream(query, params, **kwargs)
 
-    original_connect = cli._connect
+    original_connect = session.connect
 
     def connect(url: str):
         conn = original_connect(url)
@@ -616,7 +616,7 @@ def install_from_env() -> None:
         tracker.url, tracker.backend_pid = url, conn.info.backend_pid
         return conn
 
-    cli._connect = connect
+    session.connect = connect
 
     enter, exit_ = psycopg.Transaction.__enter__, psycopg.Transaction.__exit__
 

@@ -49,7 +49,7 @@ def test_an_unknown_key_exits_1_naming_its_line(capsys, workdir, db_url, conn):
 def test_an_unknown_environment_exits_1_listing_the_known_ones(capsys, workdir, db_url):
     write_spec(workdir / "specs", spec_data(environments={"dev": {}, "prod": {}}))
     result = run_cli(capsys, "plan", "specs", "--env", "qa", "--database-url", db_url)
-    assert (result.code, result.err) == (1, "error: unknown environment 'qa' (known: dev, prod)\n")
+    assert (result.code, result.err) == (1, "error: unknown environment 'qa' (known: default, dev, prod)\n")
 
 
 def test_an_environment_missing_from_the_project_file_is_unknown(capsys, workdir):
@@ -157,7 +157,7 @@ def test_libpq_pg_variables_name_the_server_when_nothing_else_does(capsys, workd
 def test_validate_checks_every_environment_without_a_database(capsys, workdir):
     write_spec(workdir / "specs", spec_data(environments={"dev": {}, "prod": {"interval": "quarterly"}}))
     result = run_cli(capsys, "validate", "specs")
-    assert (result.code, result.out) == (0, "1 spec valid for dev, prod.\n")
+    assert (result.code, result.out) == (0, "1 spec valid for default, dev, prod.\n")
     write_spec(workdir / "specs", spec_data(environments={"dev": {}, "prod": {"retention": "forever"}}))
     result = run_cli(capsys, "validate", "specs")
     assert result.code == 1 and "environments.prod.retention" in result.err

@@ -77,7 +77,7 @@ def test_a_duplicate_key_is_an_error_not_a_silent_override(tmp_path):
 
 def test_an_unknown_environment_lists_the_known_ones(tmp_path):
     write_spec(tmp_path, spec_data(environments={"dev": {}, "prod": {}}))
-    with pytest.raises(SpecError, match=r"unknown environment 'qa' \(known: dev, prod\)"):
+    with pytest.raises(SpecError, match=r"unknown environment 'qa' \(known: default, dev, prod\)"):
         load_specs([tmp_path], "qa")
 
 
@@ -491,7 +491,7 @@ def test_an_unknown_environment_named_on_the_command_line_is_cut(tmp_path):
     write_spec(tmp_path, spec_data())
     with pytest.raises(SpecError) as err:
         load_specs([tmp_path], "q" * 10_000)
-    assert str(err.value) == "unknown environment '" + "q" * 60 + "…' (known: test)"
+    assert str(err.value) == "unknown environment '" + "q" * 60 + "…' (known: default, test)"
 
 
 # --- Through the command line: exit 1 and one line per problem, never a traceback. ---
