@@ -198,7 +198,7 @@ def _decide(
     """What to do, decided on what was read under the lock: the shown plan while the structure digest (of the
     very rows the plan was computed from) is unchanged, else a plan made from a fresh consistent read.
     reread: plan afresh even so (a name the plan chose was taken meanwhile)."""
-    if not exact and not reread and shown.catalog_digest and view.digest == shown.catalog_digest:
+    if not exact and not reread and shown.observed_digest and view.digest == shown.observed_digest:
         return shown  # nothing moved: one question answered it, no need to read everything again
     snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema, ladder=ladder)
     return _under_lock(shown, spec, snap, plan, exact, protected, reread)

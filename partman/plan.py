@@ -150,8 +150,8 @@ class Note:
 
 
 @dataclass(frozen=True)
-class Basis:
-    """What a table's plan was computed from, in the comparable form a saved plan keeps. Built only when
+class Observation:
+    """The observed state a table's plan was computed from, in the comparable form a saved plan keeps. Built only when
     asked for (a plan file, an apply): for 30,000 partitions it costs more than the planning itself."""
 
     compute: Callable[[], dict] = dict
@@ -178,18 +178,18 @@ class TablePlan:
     warnings: tuple[Note, ...] = ()
     errors: tuple[str, ...] = ()
     config: Optional[ConfigRow] = None  # the partition_config row to write, when it differs from the spec
-    catalog_digest: Optional[str] = None  # the server's digest of the structure planned from (catalog._DIGEST)
+    observed_digest: Optional[str] = None  # the server's digest of the structure planned from (catalog._DIGEST)
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
-    basis: Basis = field(default_factory=Basis, compare=False, repr=False)
+    observation: Observation = field(default_factory=Observation, compare=False, repr=False)
 
     @property
     def observed(self) -> dict:
-        return self.basis.observed
+        return self.observation.observed
 
     @property
     def observed_fingerprint(self) -> str:
-        return self.basis.fingerprint
+        return self.observation.fingerprint
 
     @property
     def changes(self) -> bool:
@@ -243,7 +243,7 @@ class TablePlan:
             warnings=tuple(Note.from_dict(n, kt) for n in d["warnings"]),
             errors=tuple(d["errors"]),
             config=ConfigRow.from_dict(d["config"]) if d.get("config") else None,
-            basis=Basis(lambda: observed or {}),
+            observation=Observation(lambda: observed or {}),
         )
 
 

@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef
 from .naming import partition_name
-from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Basis, Note, Plan, Reason, RowCount, TablePlan
+from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Observation, Note, Plan, Reason, RowCount, TablePlan
 from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from .spec import TableSpec
@@ -123,8 +123,8 @@ def _plan_table(
         table=spec.table,
         source=spec.source,
         spec_fingerprint=spec.fingerprint(),
-        basis=Basis(partial(observed_state, spec, state, has_rows, now)),
-        catalog_digest=state.digest,
+        observation=Observation(partial(observed_state, spec, state, has_rows, now)),
+        observed_digest=state.digest,
     )
     errors = _check_parent(spec, state)
     layout = None if errors else _layout(spec, state)
