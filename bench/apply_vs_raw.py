@@ -60,7 +60,7 @@ def raw_script(url: str, specs_dir: Path) -> str:
     specs = load_specs([specs_dir], "bench")
     now = datetime.fromisoformat(NOW)
     with psycopg.connect(url, autocommit=True) as c:
-        plan = planner.plan(specs, catalog.snapshot(c, specs, now=now), now=now, env="bench")
+        plan = planner.plan(specs, catalog.snapshot(c, specs, now=now, to_probe=planner.presence_needed), now=now, env="bench")
         lines = []
         for t in plan.tables:
             for a in t.actions:

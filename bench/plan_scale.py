@@ -86,6 +86,7 @@ def timed(cmd: list[str], runs: int, cwd: Path) -> float:
 
 def statements(url: str, specs_dir: Path, tables: list[str]) -> int:
     from partman.catalog import snapshot
+    from partman.planner import presence_needed
     from partman.spec import load_specs
 
     class Counting(psycopg.Cursor):
@@ -97,7 +98,7 @@ def statements(url: str, specs_dir: Path, tables: list[str]) -> int:
 
     specs = [s for s in load_specs([specs_dir], "bench") if s.table.name in tables]
     with psycopg.connect(url, autocommit=True, cursor_factory=Counting) as c:
-        snapshot(c, specs, now=datetime(2028, 1, 1, tzinfo=timezone.utc))
+        snapshot(c, specs, now=datetime(2028, 1, 1, tzinfo=timezone.utc), to_probe=presence_needed)
     return Counting.n
 
 

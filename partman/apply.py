@@ -200,7 +200,8 @@ def _decide(
     reread: plan afresh even so (a name the plan chose was taken meanwhile)."""
     if not exact and not reread and shown.observed_digest and view.digest == shown.observed_digest:
         return shown  # nothing moved: one question answered it, no need to read everything again
-    snap = catalog.snapshot(conn, [spec], now=plan.now, state_schema=ctx.schema, ladder=ladder)
+    snap = catalog.snapshot(conn, [spec], now=plan.now, to_probe=planner.presence_needed, state_schema=ctx.schema,
+                            ladder=ladder)
     return _under_lock(shown, spec, snap, plan, exact, protected, reread)
 
 

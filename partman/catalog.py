@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from datetime import date, datetime
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import psycopg
 from psycopg import Connection, Cursor, IsolationLevel, sql
@@ -237,26 +237,29 @@ def consistent_view(conn: Connection) -> Iterator[Cursor]:
             conn.isolation_level, conn.read_only = saved
 
 
+# Which partitions' row presence a plan rests on; the planner decides (planner.presence_needed), the catalog asks.
+Probe = Callable[[TableSpec, TableState, datetime], Iterable[Partition]]
+
+
 def snapshot(
-    conn: Connection, specs: Iterable[TableSpec], *, now: datetime, state_schema: str = "public", digests: bool = False,
-    ladder: Optional[Ladder] = None,
+    conn: Connection, specs: Iterable[TableSpec], *, now: datetime, to_probe: Probe, state_schema: str = "public",
+    digests: bool = False, ladder: Optional[Ladder] = None,
 ) -> Snapshot:
     """Read everything the planner needs about these tables in one consistent view: a fixed number of
-    queries, plus the row-presence probes, plus the structure digests that apply checks under its lock
-    (digests=True; plan and drift skip them).
+    queries, plus the row-presence probes of the partitions to_probe names (the planner's policy:
+    planner.presence_needed), plus the structure digests that apply checks under its lock (digests=True;
+    plan and drift skip them).
 
     Nothing waits without a bound. A state table locked by another session is retried along the ladder and
     ends in LockBusy: nothing can be planned without it. A partition locked by another session leaves its
     row presence unknown: it is retried along the ladder too, and what is still locked when the budget is
     spent is named in Snapshot.busy, for the planner to plan around."""
-    from .planner import presence_needed
-
     ladder = ladder or Ladder()
     specs = list(specs)
     rereads = 0
     for wait_ms in attempts(ladder, f"reading {state_schema}.partition_log and partition_config", conn):
         try:
-            snap, locked = _read(conn, specs, now, state_schema, digests, wait_ms)
+            snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms)
         except psycopg.errors.LockNotAvailable:
             continue  # a state table is locked: nothing can be planned without it; try again after a pause
         except Moved:
@@ -267,15 +270,13 @@ def snapshot(
         break
     if not locked:
         return snap
-    needed = {p.oid: p.ref for s in specs for p in presence_needed(s, snap.tables[s.table], now)}
+    needed = {p.oid: p.ref for s in specs for p in to_probe(s, snap.tables[s.table], now)}
     answers, busy = settle(conn, presence_questions({oid: needed[oid] for oid in locked}), ladder)
     return replace(snap, has_rows={**snap.has_rows, **{k: bool(v) for k, v in answers.items()}}, busy=frozenset(busy))
 
 
-def _read(conn: Connection, specs: list[TableSpec], now: datetime, state_schema: str, digests: bool,
+def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Probe, state_schema: str, digests: bool,
           wait_ms: int) -> tuple[Snapshot, set[int]]:
-    from .planner import presence_needed
-
     refs = sorted({s.table for s in specs})
     schemas = [r.schema for r in refs]
     names = [r.name for r in refs]
@@ -319,7 +320,7 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, state_schema:
             for ref in refs
         }
         tables = _with_missing_types(cur, specs, tables)
-        needed = {p.oid: p.ref for s in specs for p in presence_needed(s, tables[s.table], now)}
+        needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
     return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()}), locked
 

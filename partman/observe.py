@@ -30,7 +30,8 @@ def observe(
     ladder = ladder or Ladder()
     for _ in range(catalog.MAX_REREADS):
         try:
-            snap = catalog.snapshot(conn, specs, now=now, state_schema=state_schema, digests=digests, ladder=ladder)
+            snap = catalog.snapshot(conn, specs, now=now, to_probe=planner.presence_needed, state_schema=state_schema,
+                                    digests=digests, ladder=ladder)
             the_plan = planner.plan(specs, snap, now=now, env=env)
             the_plan = _count_default_rows(conn, specs, snap, the_plan, ladder)
             return snap, _count_rows(conn, the_plan, ladder)

@@ -114,7 +114,7 @@ def test_a_row_that_arrives_between_plan_and_apply_blocks_the_drop(workdir, db_u
 
     write_spec(specs, spec_data(interval="monthly", premake="6 months"))
     loaded = load_specs([specs], "test")
-    snap = catalog.snapshot(conn, loaded, now=now)
+    snap = catalog.snapshot(conn, loaded, now=now, to_probe=planner.presence_needed)
     the_plan = planner.plan(loaded, snap, now=now, env="test")
     assert any(a.partition.name == "bookings_2027_q2" and a.kind.value == "drop" for a in the_plan.tables[0].actions)
 
@@ -153,7 +153,7 @@ def test_two_applies_at_once_serialize_and_converge(capsys, workdir, db_url, con
 
     def one_apply():
         with psycopg.connect(db_url, autocommit=True) as c:
-            snap = catalog.snapshot(c, loaded, now=now)
+            snap = catalog.snapshot(c, loaded, now=now, to_probe=planner.presence_needed)
             p = planner.plan(loaded, snap, now=now, env="test")
             results.append(apply_plan(c, p, loaded, ctx=Context("public", "test", "x", now), ladder=Ladder(budget_s=10)))
 

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import spec
 
-from partman import catalog
+from partman import catalog, planner
 from partman.model import Bounds, KeyType, TableRef
 
 NOW = datetime(2027, 2, 15, tzinfo=timezone.utc)
@@ -46,7 +46,7 @@ class CountingCursor(psycopg.Cursor):
 def _count_snapshot(db_url, specs) -> tuple[int, catalog.Snapshot]:
     with psycopg.connect(db_url, autocommit=True, cursor_factory=CountingCursor) as c:
         CountingCursor.statements = 0
-        snap = catalog.snapshot(c, specs, now=NOW)
+        snap = catalog.snapshot(c, specs, now=NOW, to_probe=planner.presence_needed)
         return CountingCursor.statements, snap
 
 
@@ -119,7 +119,7 @@ def test_the_structure_digest_moves_with_every_change_a_plan_depends_on(db_url, 
             return catalog.under_lock(conn, ref).digest
 
     def snapshot_digest():
-        return catalog.snapshot(conn, [spec(table=ref)], now=NOW, digests=True).tables[ref].digest
+        return catalog.snapshot(conn, [spec(table=ref)], now=NOW, to_probe=planner.presence_needed, digests=True).tables[ref].digest
 
     seen = [now_digest()]
     assert snapshot_digest() == seen[0], "snapshot and the check under lock compute the same digest"

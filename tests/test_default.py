@@ -89,7 +89,7 @@ def test_attach_beside_a_large_default_skips_its_scan_and_leaves_no_constraint(c
         said: list[str] = []
         c.add_notice_handler(lambda d: said.append(d.message_primary or ""))
         c.execute("SET client_min_messages = debug1")
-        the_plan = planner.plan(specs, catalog.snapshot(c, specs, now=now), now=now, env="test")
+        the_plan = planner.plan(specs, catalog.snapshot(c, specs, now=now, to_probe=planner.presence_needed), now=now, env="test")
         outcomes = apply_plan(c, the_plan, specs, ctx=Context("public", "test", "p", now))
     assert [o.status for o in outcomes] == [Status.APPLIED]
     implied = [m for m in said if "is implied by existing constraints" in m]
