@@ -65,6 +65,7 @@ def apply_plan(
     protected: bool = False,
     move_default_rows: bool = False,
     on_table: Optional[Callable[[Outcome], None]] = None,
+    on_done: Optional[Callable[[TableRef, int], None]] = None,
 ) -> list[Outcome]:
     """Apply every table's part of the plan; one table's failure does not stop the others.
 
@@ -84,12 +85,33 @@ def apply_plan(
             outcome = Outcome(table_plan.table, Status.UNCHANGED)
         else:
             outcome = _apply_table(
-                conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected, move_default_rows
+                conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected, move_default_rows,
+                on_done,
             )
         outcomes.append(outcome)
         if on_table:
             on_table(outcome)
     return outcomes
+
+
+class _Done(list):
+    """The actions of a table completed so far, each told to on_done as its transaction commits (the
+    progress of a long apply); everything else reads it as the list it is."""
+
+    def __init__(self, table: TableRef, on_done: Optional[Callable[[TableRef, int], None]]):
+        super().__init__()
+        self.table, self.on_done = table, on_done
+
+    def append(self, action: Action) -> None:
+        super().append(action)
+        if self.on_done:
+            self.on_done(self.table, 1)
+
+    def extend(self, actions) -> None:
+        actions = list(actions)
+        super().extend(actions)
+        if self.on_done and actions:
+            self.on_done(self.table, len(actions))
 
 
 def _ensure_state(conn: Connection, schema: str) -> None:
@@ -107,18 +129,19 @@ def _apply_table(
     exact: bool,
     protected: bool,
     move_default_rows: bool = False,
+    on_done: Optional[Callable[[TableRef, int], None]] = None,
 ) -> Outcome:
     """One table, under its advisory lock held for the whole (a concurrent detach spans transactions):
     finish an interrupted run, decide on the catalog as it is, then creates that need no drop, each detach or
     drop, and the creates that needed them. Each partition is either done or untouched at any exit."""
-    done: list[Action] = []
+    done: list[Action] = _Done(spec.table, on_done)
     name = str(spec.table)
     space = KeySpace(shown.key_type, spec.timezone) if shown.key_type else None
     try:
         with session_lock(conn, spec.table, ladder):
             view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
             if view.pending and space is not None:
-                done += retire.recover(conn, spec.table, ctx, ladder, space, concurrent=view.default is None)
+                done.extend(retire.recover(conn, spec.table, ctx, ladder, space, concurrent=view.default is None))
                 view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
             todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder)
             try:

@@ -123,16 +123,15 @@ def _run(session: Session, the_plan: Any, plan_id: str, *, exact: bool, move_def
     from .audit import Context
 
     ctx = Context(schema=session.state_schema, env=the_plan.env, plan_id=plan_id, now=the_plan.now)
-    total = sum(len(t.actions) + t.create_parent for t in the_plan.tables)
+    total = sum(len(t.actions) for t in the_plan.tables)
     with progress(total) as advance:
         def on_table(outcome: Any) -> None:
             if fmt == "text":  # json says it all at the end, on stdout alone
                 report(outcome)
-            advance(str(outcome.table), len(outcome.actions))
 
         return apply_plan(session.conn, the_plan, session.specs, ctx=ctx, ladder=session.ladder, exact=exact,
                           protected=session.protected and not exact, move_default_rows=move_default_rows,
-                          on_table=on_table)
+                          on_table=on_table, on_done=lambda table, steps: advance(str(table), steps))
 
 
 def _finish(fmt: str, the_plan: Any, outcomes: list, floor: int, withheld: int = 0) -> int:

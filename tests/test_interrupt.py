@@ -1,16 +1,24 @@
-"""What an operator sees while apply runs: a lock wait said once with its holder, and Ctrl-C as one line and 130."""
+"""What an operator sees while apply runs: progress per committed action, a lock wait said once with its holder,
+and Ctrl-C as one line and 130."""
 
 from __future__ import annotations
 
 import signal
+import tempfile
 import threading
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import psycopg
 
 import faults
 from dbtools import partitions, run_cli
 from helpers import spec_data, write_spec
+from partman.apply import apply_plan
+from partman.audit import Context
+from partman.observe import observe
+from partman.spec import load_specs
 
 NOW = "2027-02-15T12:00:00Z"
 APPLY = ["apply", "specs", "--env", "test", "--now", NOW, "--auto-approve"]
@@ -70,3 +78,16 @@ def test_a_short_lock_wait_goes_unsaid(capsys, workdir, db_url, conn):
     assert result.code == 0, result.err
     assert time.monotonic() - started < 10
     assert "waiting:" not in result.err
+
+
+def test_a_long_apply_reports_each_committed_action_to_its_progress(db_url, conn):
+    with tempfile.TemporaryDirectory() as tmp:
+        write_spec(Path(tmp), spec_data(premake="60 months"))
+        specs = load_specs([Path(tmp)], "test")
+    now = datetime(2027, 2, 15, 12, tzinfo=timezone.utc)
+    _, the_plan = observe(conn, specs, now=now, env="test", digests=True)
+    told: list[tuple[str, int]] = []
+    outcomes = apply_plan(conn, the_plan, specs, ctx=Context(schema="public", env="test", plan_id="p", now=now),
+                          on_done=lambda table, steps: told.append((str(table), steps)))
+    assert sum(steps for _, steps in told) == len(outcomes[0].actions) == 61
+    assert {table for table, _ in told} == {"public.bookings"}
