@@ -1,4 +1,4 @@
-"""The command line: typer wiring only. Options are declared once here; what each command does is in commands.py,
+"""The command line: typer wiring only. Options are declared once here; what each command does is in _commands().py,
 the session (project, environment, connection, clock) in session.py, and printing in console.py."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Annotated, List, Optional
 import typer
 from typer.core import TyperArgument
 
-from . import commands
 from .console import OUT
 from .options import (Env, LockBudget, LockTimeout, Now, Project, Schema, Specs, Tables, Url, choice, choices,
                       complete_env, options, project_file, show_version, take_globals)
@@ -22,6 +21,13 @@ TyperArgument.display_type_rich = lambda _self, **_: None  # type: ignore[method
 TyperArgument._usage_display_name = lambda self: self.metavar or self.name.upper()  # type: ignore[method-assign]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+def _commands():
+    """The command bodies, imported when a command runs: `partman --help` never loads psycopg or the specs."""
+    from . import commands
+
+    return commands
+
 
 app = typer.Typer(
     add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -52,7 +58,7 @@ def validate(specs: Specs, env: Annotated[Optional[str], typer.Option("--env", "
       partman validate specs/
       partman validate specs/ --env prod
     """
-    raise typer.Exit(commands.validate(specs, env, project_file(project)))
+    raise typer.Exit(_commands().validate(specs, env, project_file(project)))
 
 
 @app.command()
@@ -76,7 +82,7 @@ def plan(
     """
     choice(fmt, "--format", "text", "json", "markdown")
     told = options(specs, env, project, database_url, state_schema, now, tables, lock_timeout_ms, lock_budget)
-    raise typer.Exit(commands.plan(told, fmt, out, detailed_exitcode, timestamps))
+    raise typer.Exit(_commands().plan(told, fmt, out, detailed_exitcode, timestamps))
 
 
 @app.command()
@@ -104,8 +110,8 @@ def apply(
     choice(fmt, "--format", "text", "json")
     told = options(specs, env, project, database_url, state_schema, now, tables, lock_timeout_ms, lock_budget)
     if len(specs) == 1 and specs[0].suffix == ".json":
-        raise typer.Exit(commands.apply_saved(specs[0], told, move_default_rows, allow_clock_skew, fmt))
-    raise typer.Exit(commands.apply(told, auto_approve, move_default_rows, allow_clock_skew, fmt))
+        raise typer.Exit(_commands().apply_saved(specs[0], told, move_default_rows, allow_clock_skew, fmt))
+    raise typer.Exit(_commands().apply(told, auto_approve, move_default_rows, allow_clock_skew, fmt))
 
 
 @app.command()
@@ -128,7 +134,7 @@ def drift(
     """
     choice(fmt, "--format", "text", "json", "markdown", "prometheus")
     told = options(specs, env, project, database_url, state_schema, now, tables, lock_timeout_ms, lock_budget)
-    raise typer.Exit(commands.drift(told, fmt, prometheus_file, min_runway))
+    raise typer.Exit(_commands().drift(told, fmt, prometheus_file, min_runway))
 
 
 @app.command()
@@ -150,7 +156,7 @@ def history(
     """
     choice(fmt, "--format", "text", "json")
     told = options([], env, project, database_url, state_schema, tables=tables)
-    raise typer.Exit(commands.history(told, fmt, since, actions or [], limit))
+    raise typer.Exit(_commands().history(told, fmt, since, actions or [], limit))
 
 
 sql_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
@@ -167,7 +173,7 @@ def sql_render(settings: Annotated[List[str], typer.Option("--set", metavar="NAM
     Example:
       partman sql render --set partitioning.prefix=amenity_booking | psql "$DATABASE_URL"
     """
-    raise typer.Exit(commands.sql_render(settings))
+    raise typer.Exit(_commands().sql_render(settings))
 
 
 @app.command()
@@ -178,7 +184,7 @@ def schema() -> None:
     Example:
       partman schema > partman.schema.json
     """
-    raise typer.Exit(commands.schema())
+    raise typer.Exit(_commands().schema())
 
 
 dev_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
@@ -189,36 +195,36 @@ app.add_typer(dev_app, name="dev")
 @dev_app.command("status")
 def dev_status(project: Project = None) -> None:
     """Say whether the dev database runs, where, and its URL (exit 1 when it does not run)."""
-    raise typer.Exit(commands.dev_status(project_file(project)))
+    raise typer.Exit(_commands().dev_status(project_file(project)))
 
 
 @dev_app.command("url")
 def dev_url(project: Project = None) -> None:
     """Print the dev database's URL (starting it if needed): export PARTMAN_DATABASE_URL=$(partman dev url)."""
-    raise typer.Exit(commands.dev_url(project_file(project)))
+    raise typer.Exit(_commands().dev_url(project_file(project)))
 
 
 @dev_app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def dev_psql(ctx: typer.Context, project: Project = None) -> None:
     """Open psql on the dev database (starting it if needed); arguments after -- go to psql."""
-    raise typer.Exit(commands.dev_psql(project_file(project), ctx.args))
+    raise typer.Exit(_commands().dev_psql(project_file(project), ctx.args))
 
 
 @dev_app.command("stop")
 def dev_stop(project: Project = None) -> None:
     """Stop the dev database (its data stays; the next command that needs it starts it again)."""
-    raise typer.Exit(commands.dev_stop(project_file(project)))
+    raise typer.Exit(_commands().dev_stop(project_file(project)))
 
 
 @dev_app.command("reset")
 def dev_reset(project: Project = None, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
     """Stop the dev database and delete its data (asks first)."""
-    raise typer.Exit(commands.dev_reset(project_file(project), yes))
+    raise typer.Exit(_commands().dev_reset(project_file(project), yes))
 
 
 @app.command("help")
 def help_(command: Annotated[Optional[List[str]], typer.Argument(metavar="[COMMAND...]")] = None) -> None:
-    """Show the help of partman or of one of its commands."""
+    """Show the help of partman or of one of its _commands()."""
     raise typer.Exit(_run([*(command or []), "--help"]))
 
 
@@ -234,8 +240,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: one line on stderr and a documented exit code for every user error; no tracebacks."""
     import logging
 
-    from .failures import exit_for
-
     # psycopg logs "error ignored terminating <Pipeline …>" when a failed pipeline is closed; the failure
     # itself is what partman reports.
     logging.getLogger("psycopg").addHandler(logging.NullHandler())
@@ -245,6 +249,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     except BaseException as exc:  # every way out is a documented code and at most one line per error
         if isinstance(exc, SystemExit):
             raise
+        from .failures import exit_for  # psycopg, only when there is something to describe
+
         sys.exit(exit_for(exc, debug=bool(os.environ.get("PARTMAN_DEBUG"))))
     finally:
         OUT.reset()  # in-process callers (tests) start afresh

@@ -4,14 +4,15 @@ become a session's Options, and the global options that may stand anywhere on th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
 
 from .console import OUT, lock_waits
 from .errors import UsageError
-from .lock import Ladder
-from .session import Options
+
+if TYPE_CHECKING:
+    from .session import Options
 
 
 def complete_env(incomplete: str) -> list[str]:
@@ -56,7 +57,10 @@ def project_file(given: Optional[Path]) -> Optional[Path]:
     return given / "partman.yaml" if given is not None and given.is_dir() else given
 
 
-def options(paths, env, project, url, schema, now=None, tables=None, step=100, budget=30.0) -> Options:
+def options(paths, env, project, url, schema, now=None, tables=None, step=100, budget=30.0) -> "Options":
+    from .lock import Ladder
+    from .session import Options  # noqa: F811 - imported when used: --help loads neither psycopg nor the specs
+
     return Options(paths=list(paths), env=env, project_file=project_file(project), database_url=url, state_schema=schema, now=now,
                    tables=list(tables or []), ladder=Ladder(step_ms=step, budget_s=budget, on_wait=lock_waits()))
 

@@ -4,16 +4,18 @@ clock far from the database's). The CLI builds a Session from its options and ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from . import project as projects
 from .console import OUT, cut
 from .errors import CatalogError, SpecError, UsageError
-from .lock import Ladder
 from .spec import DEFAULT_ENV
+
+if TYPE_CHECKING:
+    from .lock import Ladder
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Options:
     state_schema: Optional[str] = None
     now: Optional[str] = None
     tables: Sequence[str] = ()
-    ladder: Ladder = field(default_factory=Ladder)
+    ladder: Optional["Ladder"] = None  # default: Ladder()
 
 
 @dataclass
@@ -46,8 +48,10 @@ class Session:
     pinned: bool = False
 
     @property
-    def ladder(self) -> Ladder:
-        return self.options.ladder
+    def ladder(self) -> "Ladder":
+        from .lock import Ladder
+
+        return self.options.ladder or Ladder()
 
     @classmethod
     def open(cls, options: Options) -> "Session":
