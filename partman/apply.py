@@ -13,6 +13,7 @@ from psycopg import Connection
 from . import audit, batches, catalog, ddl, moves, planner, retention, retire
 from .console import plural
 from .errors import Blocked, LockBusy, PartmanError, StalePlan, worst
+from .failures import first_line
 from .lock import Ladder, advisory_lock, session_lock, with_retries
 from .model import TableRef
 from .plan import APPLY_ORDER, DESTRUCTIVE, Action, ActionKind, Plan, TablePlan
@@ -150,14 +151,14 @@ def _apply_table(
                 # A relation took a planned name after the plan was read. Names are cosmetic: read again,
                 # under the lock, and carry on with fresh names (a saved plan is exact: it is stale).
                 if exact:
-                    raise StalePlan(f"{spec.table}: {_first_line(exc)} (made since the plan was); run plan again") from None
+                    raise StalePlan(f"{spec.table}: {first_line(exc)} (made since the plan was); run plan again") from None
                 view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
                 todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder, reread=True)
                 _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
         return Outcome(spec.table, _STATUS.get(type(exc), Status.ERROR), _progress(exc.message, done), tuple(done))
     except psycopg.Error as exc:
-        return Outcome(spec.table, Status.ERROR, _progress(f"{spec.table}: {_first_line(exc)}", done), tuple(done))
+        return Outcome(spec.table, Status.ERROR, _progress(f"{spec.table}: {first_line(exc)}", done), tuple(done))
     if not todo.changes and not done:
         return Outcome(spec.table, Status.UNCHANGED, "already in shape (another run did the work)")
     return Outcome(spec.table, Status.APPLIED, actions=tuple(done))
@@ -304,6 +305,3 @@ def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context
         if first and tp.config is not None:
             audit.write_config(conn, ctx, spec.table, tp.config)
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

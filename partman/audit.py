@@ -10,6 +10,7 @@ from psycopg import Connection, sql
 
 from . import __version__
 from .errors import CatalogError
+from .failures import first_line
 from .model import KeyValue, TableRef
 from .plan import Action, ActionKind
 from .snapshot import ConfigRow
@@ -70,7 +71,7 @@ def ensure_state(conn: Connection, schema: str) -> None:
         raise CatalogError(f"the state schema {schema} does not exist: CREATE SCHEMA it, or pass --state-schema") from None
     except psycopg.errors.InsufficientPrivilege as exc:
         raise CatalogError(
-            f"the connected role cannot create partman's state tables in schema {schema} ({_first(exc)}):"
+            f"the connected role cannot create partman's state tables in schema {schema} ({first_line(exc)}):"
             f" GRANT CREATE ON SCHEMA {schema} TO it, or create them once as their owner (README: Privileges)"
         ) from None
 
@@ -94,9 +95,6 @@ def check_writable(conn: Connection, schema: str) -> None:
             raise CatalogError(f"permission denied for table {schema}.{name}: partman's apply needs {priv} on it"
                                " (README: Privileges)")
 
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,14 @@ _MEANING = [
 ]
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (psycopg's texts run to several), or its type when it says nothing."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def describe(exc: BaseException) -> str:
     """One line for any error; the server's first line and hint where it has them."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first_line(exc)
     if isinstance(exc, psycopg.Error):
         for kind, meaning in _MEANING:
             if isinstance(exc, kind):

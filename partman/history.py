@@ -12,6 +12,7 @@ import psycopg
 from psycopg import Connection, sql
 
 from .errors import CatalogError, LockBusy, UsageError
+from .failures import first_line
 from .intervals import add_months
 from .model import TableRef, iso
 
@@ -217,12 +218,9 @@ def _failure(exc: psycopg.Error, role: str, schema: str, timeout_ms: int, lock_m
         return CatalogError(f"reading {table} took longer than {timeout_ms} ms (statement_timeout);"
                             " narrow it with --since, --table or --limit")
     if isinstance(exc, psycopg.errors.UndefinedColumn):
-        return CatalogError(f"{table} is not partman's audit log: {_first(exc)}")
+        return CatalogError(f"{table} is not partman's audit log: {first_line(exc)}")
     return exc
 
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _entry(row: tuple) -> Entry:
