@@ -172,6 +172,10 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
     leaving = [a for a in todo.actions if a.kind in DESTRUCTIVE]
     returning = [a for a in todo.actions if a.kind is ActionKind.REATTACH]
     creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
+    adopted = [a for a in todo.actions if a.kind is ActionKind.ADOPT]
+    if adopted:  # log rows only: the partitions stay exactly as they are
+        with_retries(conn, ladder, f"{spec.table}: adopt", lambda: audit.record_all(conn, ctx, spec.table, adopted, space))
+        done.extend(adopted)
     # Creates over a range a drop frees must wait for it; the rest go first, so a blocked drop never costs the
     # table its runway.
     dependent = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]

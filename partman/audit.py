@@ -24,11 +24,11 @@ def state_ddl(schema: str) -> sql.Composed:
     return from_migration(schema)
 
 
-# Each piece the state section makes, and (for the audit log) that its action check knows 'reattach'.
+# Each piece the state section makes, and (for the audit log) that its action check knows the newest actions ('adopt', 'convert').
 _STATE_PRESENT = """
 SELECT n.oid IS NOT NULL,
        bool_and(c.oid IS NOT NULL),
-       coalesce(bool_or(pg_get_constraintdef(k.oid) LIKE '%%reattach%%'), false)
+       coalesce(bool_or(pg_get_constraintdef(k.oid) LIKE '%%convert%%'), false)
   FROM unnest(ARRAY['partition_log', 'partition_log_live_range', 'partition_log_parent_id',
                     'partition_audit_log', 'partition_config']) AS w(name)
   LEFT JOIN pg_namespace n ON n.nspname = %(schema)s
@@ -42,7 +42,7 @@ SELECT n.oid IS NOT NULL,
 _WIDEN_ACTIONS = """
 ALTER TABLE {audit} DROP CONSTRAINT IF EXISTS partition_audit_log_action_check;
 ALTER TABLE {audit} ADD CONSTRAINT partition_audit_log_action_check
-      CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config', 'reattach'))
+      CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config', 'reattach', 'adopt', 'convert'))
 """
 
 # What apply writes, per state table: a role missing one is named before anything changes.
@@ -107,9 +107,17 @@ class Context:
     now: datetime  # the plan's clock: partition_log times follow it so grace periods are reproducible
 
 
+# partition_log keeps MINVALUE and MAXVALUE as -infinity and infinity (its columns are NOT NULL); a None bound
+# of KeySpace.to_log reaches SQL as NULL and is mapped here, the readers map it back (catalog._LOG).
+_START, _END = "coalesce(r.s, '-infinity'::timestamptz)", "coalesce(r.e, 'infinity'::timestamptz)"
+_SAME_RANGE = f"l.range_start = {_START} AND l.range_end = {_END}"
+# What a live partition_log row says made the partition: partman's creates, or a partition it adopted.
+_MAKERS = {ActionKind.CREATE: "partman", ActionKind.ADOPT: "adopted"}
+
+
 def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[Action], space: KeySpace) -> None:
     """Write a table's actions to partition_log and partition_audit_log in the caller's transaction: a few
-    set-based statements however many actions, in apply order (detaches, drops, then creates)."""
+    set-based statements however many actions, in apply order (adoptions, detaches, drops, then creates)."""
     if not actions:
         return
     log = sql.Identifier(ctx.schema, "partition_log")
@@ -124,31 +132,13 @@ def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[A
                 sql.SQL(
                     "UPDATE {} l SET {} = %s::timestamptz, pending_action = NULL, pending_since = NULL"
                     " FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
-                    " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = r.s AND l.range_end = r.e"
-                    " AND l.dropped_at IS NULL"
+                    " WHERE l.parent_schema = %s AND l.parent_name = %s AND " + _SAME_RANGE + " AND l.dropped_at IS NULL"
                 ).format(log, sql.Identifier(column)),
                 (value, [s for s, _ in ranges], [e for _, e in ranges], *owner),
             )
-    creates = [(a, b) for a, b in zip(actions, bounds) if a.kind is ActionKind.CREATE]
-    if creates:
-        starts = [s for _, (s, _) in creates]
-        # A live row for a range whose partition is gone (dropped by hand) is closed, not left to clash.
-        conn.execute(
-            sql.SQL(
-                "UPDATE {} SET dropped_at = %s WHERE parent_schema = %s AND parent_name = %s"
-                " AND range_start = ANY(%s::timestamptz[]) AND dropped_at IS NULL"
-            ).format(log),
-            (ctx.now, *owner, starts),
-        )
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end,"
-                " created_at) SELECT %s, %s, r.sch, r.nam, r.s, r.e, %s"
-                " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS r(sch, nam, s, e)"
-            ).format(log),
-            (*owner, ctx.now, [a.partition.schema for a, _ in creates], [a.partition.name for a, _ in creates],
-             starts, [e for _, (_, e) in creates]),
-        )
+    made = [(a, b) for a, b in zip(actions, bounds) if a.kind in _MAKERS]
+    if made:
+        _record_made(conn, ctx, log, owner, made)
     conn.execute(
         sql.SQL(
             "INSERT INTO {} (action, partition_name, partition_schema, start_date, end_date, table_name, reason,"
@@ -163,6 +153,29 @@ def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[A
             [s for s, _ in bounds], [e for _, e in bounds], [a.reason.value for a in actions],
             [a.rows for a in actions]  # the estimate, else the count observe took,
         ),
+    )
+
+
+def _record_made(conn: Connection, ctx: Context, log: sql.Identifier, owner: tuple[str, str], made: list) -> None:
+    """Live log rows for created and adopted partitions. A live row for a range whose partition is gone (dropped
+    by hand) is closed first, not left to clash."""
+    starts = [s for _, (s, _) in made]
+    ends = [e for _, (_, e) in made]
+    conn.execute(
+        sql.SQL(
+            "UPDATE {} l SET dropped_at = %s FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
+            " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = " + _START + " AND l.dropped_at IS NULL"
+        ).format(log),
+        (ctx.now, starts, ends, *owner),
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end,"
+            " created_at, created_by) SELECT %s, %s, r.sch, r.nam, " + _START + ", " + _END + ", %s, r.who"
+            " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[]) AS r(sch, nam, s, e, who)"
+        ).format(log),
+        (*owner, ctx.now, [a.partition.schema for a, _ in made], [a.partition.name for a, _ in made], starts, ends,
+         [_MAKERS[a.kind] for a, _ in made]),
     )
 
 
@@ -213,20 +226,19 @@ def intend(conn: Connection, ctx: Context, parent: TableRef, space: KeySpace, ra
         sql.SQL(
             "UPDATE {} l SET pending_action = %s, pending_since = %s"
             " FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(s, e)"
-            " WHERE l.parent_schema = %s AND l.parent_name = %s AND l.range_start = r.s AND l.range_end = r.e"
-            " AND l.dropped_at IS NULL"
+            " WHERE l.parent_schema = %s AND l.parent_name = %s AND " + _SAME_RANGE + " AND l.dropped_at IS NULL"
         ).format(sql.Identifier(ctx.schema, "partition_log")),
         (intent, ctx.now, [space.to_log(b.start) for b in ranges], [space.to_log(b.end) for b in ranges],
          parent.schema, parent.name),
     )
 
 
-def clear_intent(conn: Connection, ctx: Context, parent: TableRef, space: KeySpace, start: KeyValue) -> None:
+def clear_intent(conn: Connection, ctx: Context, parent: TableRef, space: KeySpace, start: Optional[KeyValue]) -> None:
     """The recorded step is done (or was never begun): the partition has no pending action any more."""
     conn.execute(
         sql.SQL(
             "UPDATE {} SET pending_action = NULL, pending_since = NULL WHERE parent_schema = %s AND parent_name = %s"
-            " AND range_start = %s AND dropped_at IS NULL"
+            " AND range_start = coalesce(%s::timestamptz, '-infinity'::timestamptz) AND dropped_at IS NULL"
         ).format(sql.Identifier(ctx.schema, "partition_log")),
         (parent.schema, parent.name, space.to_log(start)),
     )

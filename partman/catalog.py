@@ -74,7 +74,7 @@ SELECT i.inhparent, c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0),
 """
 
 _LOG = """
-SELECT l.parent_schema, l.parent_name, l.range_start, l.range_end, l.detached_at,
+SELECT l.parent_schema, l.parent_name, nullif(l.range_start, '-infinity'), nullif(l.range_end, 'infinity'), l.detached_at,
        l.partition_schema, l.partition_name, c.oid, c.relispartition, c.reltuples, l.pending_action
   FROM {log} l
   LEFT JOIN pg_namespace n ON n.nspname = l.partition_schema AND (l.detached_at IS NOT NULL OR l.pending_action IS NOT NULL)

@@ -38,6 +38,15 @@ _ALL = [
                "the key is timestamp or date, which has no zone: boundaries fall at local midnight; remove timezone:"),
     Diagnostic("PM210", "retired partition overlaps",
                "a detached partition's range is covered again by an attached one; drop or re-attach it by hand"),
+    Diagnostic("PM211", "adopted past retention",
+               "adopt: existing takes it over in this apply; retention retires it from the next apply on, once the"
+               " adoption has been reviewed and applied"),
+    Diagnostic("PM212", "default partition not adopted",
+               "a default partition is never adopted or dropped; its rows move into partitions only with"
+               " move_default_rows"),
+    Diagnostic("PM213", "gap between partitions",
+               "no partition covers this range and the plan does not fill it (it is behind the window): inserts"
+               " there fail or go to the default partition; create a partition by hand if they should not"),
     Diagnostic("PM301", "blocked by the future-data check",
                "a partition about to be dropped holds rows now: nothing of that table changed; check the rows and retention"),
     Diagnostic("PM302", "stale plan", "the database changed since the plan was made: run plan again and review it"),

@@ -17,7 +17,7 @@ from .intervals import add_months
 from .model import TableRef, iso
 
 # What the audit log's CHECK (action IN …) allows, in the migration's order (tests hold the two in step).
-ACTIONS = ("create_table", "create", "detach", "drop", "config", "reattach")
+ACTIONS = ("create_table", "create", "detach", "drop", "config", "reattach", "adopt", "convert")
 AUDIT = "partition_audit_log"
 
 

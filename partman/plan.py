@@ -20,6 +20,7 @@ class ActionKind(str, Enum):
     DETACH = "detach"
     DROP = "drop"
     REATTACH = "reattach"  # a partition retention detached, attached again with its rows (retention lengthened)
+    ADOPT = "adopt"  # a partition partman did not make, recorded in partition_log as its own; no DDL
 
 
 class Reason(str, Enum):
@@ -28,10 +29,11 @@ class Reason(str, Enum):
     RETENTION_GRACE_ELAPSED = "retention_grace_elapsed"
     INTERVAL_CHANGE = "interval_change"
     RETENTION_LENGTHENED = "retention_lengthened"
+    ADOPT_EXISTING = "adopt_existing"
 
 
 # The order in which apply runs a table's actions: free ranges before filling them.
-APPLY_ORDER = {ActionKind.DETACH: 0, ActionKind.DROP: 1, ActionKind.REATTACH: 2, ActionKind.CREATE: 3}
+APPLY_ORDER = {ActionKind.ADOPT: 0, ActionKind.DETACH: 1, ActionKind.DROP: 2, ActionKind.REATTACH: 3, ActionKind.CREATE: 4}
 # Actions that take a partition away: withheld in a protected environment, reviewed in markdown.
 DESTRUCTIVE = (ActionKind.DETACH, ActionKind.DROP)
 # Actions a plan shows with a row figure: what leaves with its rows, and what comes back with them.

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import partial
 from typing import Iterable, Optional
 
-from .model import Bounds, KeyType, KeyValue, TableRef
+from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .naming import partition_name
 from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Observation, Note, Plan, Reason, RowCount, TablePlan
 from .intervals import Interval, Span
@@ -25,6 +25,9 @@ INTERRUPTED = "PM207"
 # BUSY = "PM208" (plan.py): locked by another session for the whole ladder; planned conservatively
 ZONE_IGNORED = "PM209"
 DETACHED_OVERLAPPED = "PM210"
+ADOPTED_EXPIRED = "PM211"
+DEFAULT_NOT_ADOPTED = "PM212"
+GAP = "PM213"
 MAX_PARTITIONS_PER_PLAN = 5000
 
 
@@ -68,9 +71,8 @@ def _layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional
     return Grid(spec.interval, KeySpace(key_type, spec.timezone)), key_type
 
 
-def _log_key(p: Partition, space: KeySpace) -> Optional[tuple[datetime, datetime]]:
-    if p.bounds.start is None or p.bounds.end is None:
-        return None
+def _log_key(p: Partition, space: KeySpace) -> tuple[Optional[datetime], Optional[datetime]]:
+    """The partition's range as partition_log holds it; None for MINVALUE or MAXVALUE."""
     return space.to_log(p.bounds.start), space.to_log(p.bounds.end)
 
 
@@ -149,6 +151,8 @@ def _plan_table(
     for b in creates:
         t.actions.append(Action(ActionKind.CREATE, partition_name(spec.table, grid, b, taken), b, Reason.PREMAKE))
     _note_default(t, has_rows, busy, bool(creates))
+    if any(a.kind is ActionKind.ADOPT for a in t.actions):
+        _adoption_notes(t, window(grid, now, spec.premake).start)
     denied = _denied(spec, state, t.actions)
     if denied:
         return TablePlan(key_type=key_type, errors=(denied,), **base)
@@ -180,6 +184,10 @@ def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: fro
             continue
         is_managed = log_key in managed
         expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
+        if not is_managed and t.spec.adopt:
+            _adopt(t, p, expired)
+            obstacles.append(p.bounds)  # adopted as it is, fitting the grid or not: the grid fills around it
+            continue
         if expired and is_managed:
             _retire(t, p)
         elif not is_managed:
@@ -207,6 +215,34 @@ def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: fro
                                f"bound {expr!r} not understood; left alone"))
         obstacles.append(Bounds(None, None))  # cannot tell where it lies: make no partition anywhere
     return obstacles, replaceable
+
+
+def _adopt(t: _Table, p: Partition, expired: bool) -> None:
+    """A partition partman did not make becomes its own: a log row, no DDL. Retention waits for the next
+    apply, so that taking a table over and retiring part of it are two reviewed steps, never one."""
+    t.actions.append(Action(ActionKind.ADOPT, p.ref, p.bounds, Reason.ADOPT_EXISTING, rows_estimate=p.rows_estimate,
+                            oid=p.oid))
+    if expired:
+        t.warnings.append(Note(ADOPTED_EXPIRED, p.ref, p.bounds, "adopted by this plan and already past retention:"
+                               " the next apply retires it"))
+
+
+def _adoption_notes(t: _Table, window_start: KeyValue) -> None:
+    """What adopting a table cannot settle and so reports: its default partition, and the ranges behind the
+    window that no partition covers (the plan fills only the window)."""
+    if t.state.default is not None:
+        t.warnings.append(Note(DEFAULT_NOT_ADOPTED, t.state.default.ref, Bounds(None, None),
+                               "the default partition: not adopted; partman never drops it"))
+    ranges = sorted((p.bounds for p in t.state.partitions), key=lambda b: (b.start is not None, b.start))
+    # The window's start stands for the partitions the plan makes: a gap up to it is not filled either.
+    ranges.append(Bounds(window_start, window_start))
+    for before, after in zip(ranges, ranges[1:]):
+        if before.end is None or after.start is None or before.end >= after.start:
+            continue
+        gap = Bounds(before.end, min(after.start, window_start))
+        if gap.start < gap.end:
+            t.warnings.append(Note(GAP, t.spec.table, gap, f"no partition covers [{iso(gap.start)}, {iso(gap.end)}),"
+                                   " and the plan does not fill it (behind the window)"))
 
 
 def _interrupted(t: _Table, p: Partition, intent: Optional[str]) -> bool:
@@ -303,7 +339,9 @@ def with_row_counts(plan: Plan, counts: dict[int, int], locked: frozenset[int] =
 def desired_config(spec: TableSpec) -> ConfigRow:
     """The partition_config row that makes the migration's manage_partitions() follow this spec."""
     months = None if spec.interval in (Interval.DAILY, Interval.WEEKLY) else spec.interval.months
-    return ConfigRow(months, _span3(spec.premake), _span3(spec.retention), _span3(spec.retention_grace), spec.timezone)
+    # The SQL face cannot keep a detached table forever: with retention_keep_table only partman retires.
+    retention = None if spec.retention_keep_table else _span3(spec.retention)
+    return ConfigRow(months, _span3(spec.premake), retention, _span3(spec.retention_grace), spec.timezone)
 
 
 def _span3(span: Optional[Span]) -> Optional[Span3]:
@@ -343,8 +381,13 @@ def _check_parent(spec: TableSpec, state: TableState) -> list[str]:
 def _retire(t: _Table, p: Partition) -> None:
     """Retention detaches; the drop waits for the grace period (and follows at once when it is zero)."""
     t.actions.append(Action(ActionKind.DETACH, p.ref, p.bounds, Reason.RETENTION, rows_estimate=p.rows_estimate, oid=p.oid))
-    if t.spec.retention_grace.amount == 0:
+    if _drops_at_once(t.spec):
         t.actions.append(_grace_drop(p.ref, p.bounds, p.rows_estimate, p.oid))
+
+
+def _drops_at_once(spec: TableSpec) -> bool:
+    """A grace of zero drops in the same apply; retention_keep_table never drops."""
+    return spec.retention_grace.amount == 0 and not spec.retention_keep_table
 
 
 def _grace_drop(ref: TableRef, bounds: Bounds, rows: Optional[int], oid: Optional[int]) -> Action:
@@ -357,7 +400,7 @@ def _after_detach(t: _Table, ref: TableRef, bounds: Bounds, rows: Optional[int],
     both: the drop when the grace is zero, or re-attaching when retention no longer wants the range gone."""
     if not _expired(bounds, cutoff):
         return [Action(ActionKind.REATTACH, ref, bounds, Reason.RETENTION_LENGTHENED, rows_estimate=rows, oid=oid)]
-    if t.spec.retention_grace.amount == 0:
+    if _drops_at_once(t.spec):
         return [_grace_drop(ref, bounds, rows, oid)]
     return []
 
@@ -406,7 +449,7 @@ def _retire_detached(t: _Table, now: datetime, cutoff: Optional[KeyValue]) -> li
                                         rows_estimate=entry.rows_estimate, oid=entry.relid))
             continue
         due = t.spec.retention_grace.add(space.local_moment(entry.detached_at))
-        if due <= space.local_moment(now):
+        if due <= space.local_moment(now) and not t.spec.retention_keep_table:
             t.actions.append(_grace_drop(entry.partition, bounds, entry.rows_estimate, entry.relid))
     return held
 
@@ -435,8 +478,10 @@ def _denied(spec: TableSpec, state: TableState, actions: list[Action]) -> Option
     return None
 
 
-def from_log(value: datetime, space: KeySpace) -> KeyValue:
+def from_log(value: Optional[datetime], space: KeySpace) -> Optional[KeyValue]:
     """The inverse of KeySpace.to_log."""
+    if value is None:
+        return None
     if space.key_type is KeyType.DATE:
         return value.date()
     if space.key_type is KeyType.TIMESTAMP:

@@ -10,7 +10,7 @@ from .drift import Kind as DriftKind, days as drift_days
 from .model import Bounds, iso
 from .plan import DESTRUCTIVE, Action, ActionKind, Plan, Reason, TablePlan
 
-_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+"}
+_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+", ActionKind.ADOPT: "~"}
 
 
 def summary_line(plan: Plan) -> str:
@@ -21,7 +21,8 @@ def summary_line(plan: Plan) -> str:
         return "No changes."
     tables = f", {plural(parents, 'table')} to create" if parents else ""
     config = f", {plural(configs, 'config')} to update" if configs else ""
-    return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{tables}{config}."
+    adopt = f", {counts['adopt']} to adopt" if counts["adopt"] else ""
+    return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{adopt}{tables}{config}."
 
 
 def clock_line(plan: Plan) -> str:
@@ -58,6 +59,8 @@ def _table_lines(t: TablePlan) -> list[str]:
     for a in t.actions:
         if a.kind is ActionKind.CREATE:
             rows = f"  (moves {a.default_rows:,} rows from the default partition)" if a.default_rows else ""
+        elif a.kind is ActionKind.ADOPT:
+            rows = "  (recorded in partition_log; no DDL)"
         else:
             rows = f"  ({_rows(a)})"
         lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")

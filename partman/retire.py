@@ -19,7 +19,7 @@ from .planner import from_log
 from .timeline import KeySpace
 
 _PENDING = """
-SELECT l.partition_schema, l.partition_name, l.pending_action, l.range_start, l.range_end,
+SELECT l.partition_schema, l.partition_name, l.pending_action, nullif(l.range_start, '-infinity'), nullif(l.range_end, 'infinity'),
        c.oid IS NOT NULL, coalesce(c.relispartition, false), coalesce(i.inhdetachpending, false)
   FROM {log} l
   LEFT JOIN pg_namespace n ON n.nspname = l.partition_schema

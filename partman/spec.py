@@ -37,6 +37,7 @@ DEFAULT_PREMAKE: dict[Interval, Optional[str]] = {
 # The environment of a database used without a project file: only the base spec applies.
 DEFAULT_ENV = "default"
 SPAN_KEYS = ("premake", "retention", "retention_grace")
+_OPTIONAL_FLAGS = ("adopt", "retention_keep_table")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class TableSpec:
     env: str
     source: str  # file:line of the table key, for messages
     move_default_rows: bool = False
+    adopt: bool = False  # adopt: existing: attached partitions partman did not make become its own
+    retention_keep_table: bool = False  # retention detaches and keeps; never drops
 
     @property
     def declared_key_type(self) -> Optional[KeyType]:
@@ -82,6 +85,9 @@ class TableSpec:
             data[key] = str(span) if span else None
         if not with_source:
             data.pop("source")
+        for key in _OPTIONAL_FLAGS:  # absent when off: a spec that does not use them keeps its fingerprint
+            if not data[key]:
+                data.pop(key)
         return data
 
     @classmethod
@@ -99,6 +105,7 @@ class TableSpec:
             env=d["env"],
             source=d.get("source", "(plan file)"),
             move_default_rows=d.get("move_default_rows", False),
+            **{key: bool(d.get(key, False)) for key in _OPTIONAL_FLAGS},
         )
 
     def fingerprint(self) -> str:
@@ -409,4 +416,6 @@ def _build(doc: Document, env: str) -> TableSpec:
         env=env,
         source=doc.where(("table",)),
         move_default_rows=bool(merged.get("move_default_rows", False)),
+        adopt=merged.get("adopt", "none") == "existing",
+        retention_keep_table=bool(merged.get("retention_keep_table", False)),
     )

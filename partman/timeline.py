@@ -60,12 +60,13 @@ class KeySpace:
     def key_of(self, now: datetime) -> KeyValue:
         return self.from_local_moment(self.local_moment(now))
 
-    def to_log(self, value: KeyValue) -> datetime:
-        """The timestamptz that partition_log stores for a bound: dates and timestamps read as UTC.
+    def to_log(self, value: Optional[KeyValue]) -> Optional[datetime]:
+        """The timestamptz that partition_log stores for a bound: dates and timestamps read as UTC. None
+        (MINVALUE, MAXVALUE) stays None here; the log stores it as -infinity or infinity (audit.py).
 
         The map is order-preserving and injective per key type, and the SQL face computes the same
         (`(v::timestamp) AT TIME ZONE 'UTC'`), so both faces match log rows to partitions by bounds."""
-        return _to_log(value)
+        return None if value is None else _to_log(value)
 
 
 @lru_cache(maxsize=1 << 16)

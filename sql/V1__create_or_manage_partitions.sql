@@ -48,7 +48,7 @@ CREATE INDEX IF NOT EXISTS partition_log_parent_id
 
 CREATE TABLE IF NOT EXISTS ${partitioning.state_schema}.partition_audit_log (
     id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    action           text        NOT NULL CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config', 'reattach')),
+    action           text        NOT NULL CHECK (action IN ('create_table', 'create', 'detach', 'drop', 'config', 'reattach', 'adopt', 'convert')),
     partition_name   text        NOT NULL,
     start_date       timestamptz,
     end_date         timestamptz,

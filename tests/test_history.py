@@ -315,7 +315,7 @@ def test_an_audit_log_from_an_older_partman_reads_its_missing_columns_as_none(co
     (["--since", "yesterday"], "error: --since 'yesterday' is not a duration or an ISO 8601 date (e.g. --since 30d,"),
     (["--since", "2027-01-01T00:00"], "error: --since '2027-01-01T00:00' needs an offset"),
     (["--action", "truncate"], "error: --action 'truncate' is not an audited action (valid: create_table, create,"
-                               " detach, drop, config, reattach)"),
+                               " detach, drop, config, reattach, adopt, convert)"),
 ])
 def test_a_bad_since_or_action_exits_64_in_one_line(capsys, workdir, db_url, argv, message):
     result = cli(capsys, db_url, *argv)

@@ -39,6 +39,7 @@ def scenarios(draw):
         tz=tz,
         key_type=key,
     )
+    s = replace(s, adopt=draw(st.integers(0, 3)) == 0, retention_keep_table=draw(st.integers(0, 3)) == 0)
     layout = Layout(key_type=KEY_TYPES[key], tz=tz)
     grid = Grid(old, layout.space)
     local_now = layout.space.local_moment(now).date()
@@ -84,6 +85,8 @@ def simulate(snapshot: Snapshot, p: Plan) -> Snapshot:
             managed.discard(key)
             detached.pop(key, None)
             taken.discard(a.partition)
+        elif a.kind is ActionKind.ADOPT:
+            managed.add(key)
         else:
             next_oid += 1
             parts[a.partition] = Partition(next_oid, a.partition, a.bounds, 0)
@@ -155,9 +158,39 @@ def test_no_populated_partition_is_dropped_except_by_retention(case):
 def test_the_plan_after_apply_is_empty(case):
     s, layout, now = case
     snap = layout.snapshot()
-    after = simulate(snap, plan([s], snap, now=now, env="t"))
+    first = plan([s], snap, now=now, env="t")
+    after = simulate(snap, first)
+    if first.summary()["adopt"]:  # what it adopts is retired by the next apply, never by the adopting one
+        after = simulate(after, plan([s], after, now=now, env="t"))
     again = plan([s], after, now=now, env="t")
     assert not again.changes, again.tables[0].actions
+
+
+@PROPERTY
+@given(scenarios())
+def test_adopt_takes_over_every_unmanaged_partition_and_retires_none_of_them(case):
+    s, layout, now = case
+    snap = layout.snapshot()
+    state = snap.tables[BOOKINGS]
+    unmanaged = {x.ref for x in state.partitions
+                 if (layout.space.to_log(x.bounds.start), layout.space.to_log(x.bounds.end)) not in state.managed}
+    actions = plan([s], snap, now=now, env="t").tables[0].actions
+    adopted = {a.partition for a in actions if a.kind is ActionKind.ADOPT}
+    assert adopted == (unmanaged if s.adopt else set())
+    assert not {a.partition for a in actions if a.kind is not ActionKind.ADOPT} & adopted
+
+
+@PROPERTY
+@given(scenarios())
+def test_retention_keep_table_never_drops_what_retention_detached(case):
+    s, layout, now = case
+    snap = layout.snapshot()
+    for _ in range(2):
+        p = plan([s], snap, now=now, env="t")
+        if s.retention_keep_table:
+            assert not [a for a in p.tables[0].actions if a.kind is ActionKind.DROP and a.reason is not Reason.INTERVAL_CHANGE]
+        snap = simulate(snap, p)
+        now += timedelta(days=400)
 
 
 @PROPERTY
