@@ -169,6 +169,10 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
     """The decided plan: creates that need no drop, re-attaches, each detach or drop, then the creates that
     needed them. done grows as each transaction commits, so a failure reports what was completed."""
     space = KeySpace(todo.key_type, spec.timezone)
+    for action in [a for a in todo.actions if a.kind is ActionKind.CONVERT]:
+        from . import cutover
+
+        cutover.carry_out(conn, spec, todo.conversion, action, ctx, ladder, space, on_swapped=lambda: done.append(action))
     leaving = [a for a in todo.actions if a.kind in DESTRUCTIVE]
     returning = [a for a in todo.actions if a.kind is ActionKind.REATTACH]
     creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
@@ -259,7 +263,8 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
         return shown
     if not reread and state.fingerprint() == shown.observed_fingerprint:
         return shown
-    fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names), busy=snap.busy)
+    fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names), busy=snap.busy,
+                               survey=snap.surveys.get(spec.table))
     if protected:
         fresh = fresh.without_destructive()
     if fresh.errors:

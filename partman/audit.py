@@ -112,7 +112,7 @@ class Context:
 _START, _END = "coalesce(r.s, '-infinity'::timestamptz)", "coalesce(r.e, 'infinity'::timestamptz)"
 _SAME_RANGE = f"l.range_start = {_START} AND l.range_end = {_END}"
 # What a live partition_log row says made the partition: partman's creates, or a partition it adopted.
-_MAKERS = {ActionKind.CREATE: "partman", ActionKind.ADOPT: "adopted"}
+_MAKERS = {ActionKind.CREATE: "partman", ActionKind.ADOPT: "adopted", ActionKind.CONVERT: "converted"}
 
 
 def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[Action], space: KeySpace) -> None:

@@ -322,7 +322,20 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         tables = _with_missing_types(cur, specs, tables)
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
-    return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()}), locked
+        surveys = _surveys(cur, specs, tables)  # last: it sets search_path '' for the rest of the view
+    return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()},
+                    surveys=surveys), locked
+
+
+def _surveys(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, Any]:
+    """What hangs on each plain table a spec converts: a fixed number of statements per such table, none at all
+    for the tables that are partitioned already."""
+    wanted = [s for s in specs if s.convert and tables[s.table].oid is not None and tables[s.table].strategy is None]
+    if not wanted:
+        return {}
+    from . import survey
+
+    return {s.table: survey.read(cur, s.table, tables[s.table].oid, s.partition_key) for s in wanted}
 
 
 def _with_missing_types(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
@@ -538,14 +551,15 @@ def parse_bound(expr: str, key_type: KeyType) -> Optional[Bounds]:
     if not m:
         return None
     try:
-        start = _value(m.group(1), key_type)
-        end = _value(m.group(2), key_type)
+        start = parse_value(m.group(1), key_type)
+        end = parse_value(m.group(2), key_type)
     except ValueError:
         return None
     return Bounds(start, end)
 
 
-def _value(text: str, key_type: KeyType) -> Optional[KeyValue]:
+def parse_value(text: str, key_type: KeyType) -> Optional[KeyValue]:
+    """One bound or constraint literal as printed with TimeZone UTC and DateStyle ISO; None for MINVALUE, MAXVALUE."""
     text = text.strip()
     if text in ("MINVALUE", "MAXVALUE"):
         return None

@@ -6,10 +6,13 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import Enum
 from functools import cached_property
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .snapshot import ConfigRow, structure_fingerprint
+
+if TYPE_CHECKING:
+    from .conversion import Conversion
 
 FORMAT_VERSION = 1
 BUSY = "PM208"  # a note's code when what it is about was locked by another session (see planner)
@@ -21,6 +24,7 @@ class ActionKind(str, Enum):
     DROP = "drop"
     REATTACH = "reattach"  # a partition retention detached, attached again with its rows (retention lengthened)
     ADOPT = "adopt"  # a partition partman did not make, recorded in partition_log as its own; no DDL
+    CONVERT = "convert"  # a plain table becomes the first partition of a new parent (TablePlan.conversion)
 
 
 class Reason(str, Enum):
@@ -30,10 +34,11 @@ class Reason(str, Enum):
     INTERVAL_CHANGE = "interval_change"
     RETENTION_LENGTHENED = "retention_lengthened"
     ADOPT_EXISTING = "adopt_existing"
+    CONVERT_ATTACH = "convert_attach"
 
 
 # The order in which apply runs a table's actions: free ranges before filling them.
-APPLY_ORDER = {ActionKind.ADOPT: 0, ActionKind.DETACH: 1, ActionKind.DROP: 2, ActionKind.REATTACH: 3, ActionKind.CREATE: 4}
+APPLY_ORDER = {ActionKind.CONVERT: -1, ActionKind.ADOPT: 0, ActionKind.DETACH: 1, ActionKind.DROP: 2, ActionKind.REATTACH: 3, ActionKind.CREATE: 4}
 # Actions that take a partition away: withheld in a protected environment, reviewed in markdown.
 DESTRUCTIVE = (ActionKind.DETACH, ActionKind.DROP)
 # Actions a plan shows with a row figure: what leaves with its rows, and what comes back with them.
@@ -181,6 +186,7 @@ class TablePlan:
     errors: tuple[str, ...] = ()
     config: Optional[ConfigRow] = None  # the partition_config row to write, when it differs from the spec
     observed_digest: Optional[str] = None  # the server's digest of the structure planned from (catalog._DIGEST)
+    conversion: Optional["Conversion"] = None  # the steps of a CONVERT action (conversion.py)
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
     observation: Observation = field(default_factory=Observation, compare=False, repr=False)
@@ -226,6 +232,7 @@ class TablePlan:
             "warnings": [n.to_dict() for n in self.warnings],
             "errors": list(self.errors),
             "config": self.config.to_dict() if self.config else None,
+            **({"conversion": self.conversion.to_dict()} if self.conversion else {}),
             "observed_fingerprint": self.observed_fingerprint,
             "spec_fingerprint": self.spec_fingerprint,
         }
@@ -245,6 +252,7 @@ class TablePlan:
             warnings=tuple(Note.from_dict(n, kt) for n in d["warnings"]),
             errors=tuple(d["errors"]),
             config=ConfigRow.from_dict(d["config"]) if d.get("config") else None,
+            conversion=_conversion(d.get("conversion"), kt),
             observation=Observation(lambda: observed or {}),
         )
 
@@ -300,6 +308,14 @@ class Plan:
             pinned=bool(clock.get("pinned")),
             database_now=datetime.fromisoformat(clock["database_now"]) if clock.get("database_now") else None,
         )
+
+
+def _conversion(d: Optional[dict], key_type: Optional[KeyType]) -> Optional["Conversion"]:
+    if not d:
+        return None
+    from .conversion import Conversion
+
+    return Conversion.from_dict(d, key_type)
 
 
 def parse_key(text: Optional[str], key_type: Optional[KeyType]) -> Optional[KeyValue]:

@@ -37,7 +37,7 @@ def plan(specs: Iterable[TableSpec], snapshot: Snapshot, *, now: datetime, env: 
     taken = set(snapshot.taken_names)
     tables = tuple(
         plan_table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), snapshot.has_rows, now, taken,
-                   busy=snapshot.busy)
+                   busy=snapshot.busy, survey=snapshot.surveys.get(spec.table))
         for spec in sorted(specs, key=lambda s: s.table)
     )
     return Plan(env=env, now=now, tables=tables)
@@ -102,10 +102,13 @@ class _Table:
 
 def plan_table(
     spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef],
-    *, busy: frozenset[int] = frozenset(),
+    *, busy: frozenset[int] = frozenset(), survey=None,
 ) -> TablePlan:
-    """One table's plan. busy: partitions whose row presence is unknown (locked by another session)."""
+    """One table's plan. busy: partitions whose row presence is unknown (locked by another session); survey: what
+    hangs on a plain table the spec converts (survey.py)."""
     try:
+        if spec.convert and state.oid is not None and state.strategy is None:
+            return _plan_conversion(spec, state, survey, now, taken)
         return _plan_table(spec, state, has_rows, now, taken, busy)
     except (OverflowError, ValueError) as exc:
         if "range" not in str(exc) and not isinstance(exc, OverflowError):
@@ -167,6 +170,26 @@ def _plan_table(
         warnings=tuple(sorted(t.warnings, key=_note_order)),
         **base,
     )
+
+
+def _plan_conversion(spec: TableSpec, state: TableState, survey, now: datetime, taken: set[TableRef]) -> TablePlan:
+    """A plain table becomes the first partition of a new parent (conversion.py): one CONVERT action, whose
+    steps the plan shows; the partitions from the cutover on follow as the window reaches them."""
+    from . import conversion
+
+    base = dict(table=spec.table, source=spec.source, spec_fingerprint=spec.fingerprint(), observed_digest=state.digest,
+                observation=Observation(partial(observed_state, spec, state, {}, now)))
+    if survey is None:
+        return TablePlan(key_type=None, errors=(f"{spec.table}: not surveyed for conversion",), **base)
+    converted, errors = conversion.plan(spec, survey, now, taken)
+    denied = None if errors else _denied(spec, state, [Action(ActionKind.CREATE, spec.table, Bounds(None, None), Reason.PREMAKE)])
+    if errors or denied:
+        return TablePlan(key_type=survey.key_type, errors=tuple(errors) or (denied,), **base)
+    action = Action(ActionKind.CONVERT, converted.legacy, converted.bounds, Reason.CONVERT_ATTACH,
+                    rows_estimate=survey.rows_estimate, oid=survey.oid)
+    wanted_config = desired_config(spec)
+    return TablePlan(key_type=survey.key_type, actions=(action,), conversion=converted,
+                     config=wanted_config if wanted_config != state.config else None, **base)
 
 
 def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: frozenset[int]) -> tuple[list, list]:
@@ -358,8 +381,10 @@ def _check_parent(spec: TableSpec, state: TableState) -> list[str]:
             return [f"{spec.table} does not exist and its spec ({spec.source}) declares no columns to create it from"]
         return []
     if state.strategy != "range":
-        what = f"partitioned by {state.strategy}" if state.strategy else "not partitioned"
-        return [f"{spec.table} is {what}; partman manages tables partitioned by range"]
+        if state.strategy:
+            return [f"{spec.table} is partitioned by {state.strategy}; partman manages tables partitioned by range"]
+        return [f"{spec.table} is not partitioned; add `convert: attach` to its spec ({spec.source}) to convert it"
+                " online, without copying a row (README: Converting a table)"]
     if state.key_columns != (spec.partition_key,):
         return [
             f"{spec.table} is partitioned by ({', '.join(state.key_columns)}), but its spec says ({spec.partition_key})"

@@ -10,7 +10,7 @@ from .drift import Kind as DriftKind, days as drift_days
 from .model import Bounds, iso
 from .plan import DESTRUCTIVE, Action, ActionKind, Plan, Reason, TablePlan
 
-_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+", ActionKind.ADOPT: "~"}
+_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+", ActionKind.ADOPT: "~", ActionKind.CONVERT: "~"}
 
 
 def summary_line(plan: Plan) -> str:
@@ -22,6 +22,7 @@ def summary_line(plan: Plan) -> str:
     tables = f", {plural(parents, 'table')} to create" if parents else ""
     config = f", {plural(configs, 'config')} to update" if configs else ""
     adopt = f", {counts['adopt']} to adopt" if counts["adopt"] else ""
+    adopt += f", {counts['convert']} to convert" if counts["convert"] else ""
     return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{adopt}{tables}{config}."
 
 
@@ -61,6 +62,10 @@ def _table_lines(t: TablePlan) -> list[str]:
             rows = f"  (moves {a.default_rows:,} rows from the default partition)" if a.default_rows else ""
         elif a.kind is ActionKind.ADOPT:
             rows = "  (recorded in partition_log; no DDL)"
+        elif a.kind is ActionKind.CONVERT:
+            lines.append(f"  ~ convert  {t.table} into a partitioned table, without copying a row ({_rows(a)})")
+            lines.extend(_steps(t))
+            continue
         else:
             rows = f"  ({_rows(a)})"
         lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")
@@ -78,6 +83,12 @@ def _table_lines(t: TablePlan) -> list[str]:
     if not (t.errors or t.changes or t.kept or t.unmanaged or t.warnings):
         lines.append("  in shape")
     return lines
+
+
+def _steps(t: TablePlan) -> list[str]:
+    """A conversion's steps, each with what it locks and how long it may wait."""
+    steps = t.conversion.steps if t.conversion else ()
+    return [f"      {n}/{len(steps)} {s.kind.value:<11} {s.what}\n            locks: {s.lock}" for n, s in enumerate(steps, 1)]
 
 
 def _settings(config) -> str:

@@ -179,3 +179,5 @@ class Snapshot:
     has_rows: dict[int, bool] = field(default_factory=dict)  # OID -> EXISTS, for the partitions that need it
     # Partitions whose row presence is unknown: another session held them locked for the whole ladder.
     busy: frozenset[int] = frozenset()
+    # What hangs on each plain table a spec asks to convert (survey.py), read in the same view.
+    surveys: dict[TableRef, Any] = field(default_factory=dict)

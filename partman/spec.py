@@ -37,7 +37,7 @@ DEFAULT_PREMAKE: dict[Interval, Optional[str]] = {
 # The environment of a database used without a project file: only the base spec applies.
 DEFAULT_ENV = "default"
 SPAN_KEYS = ("premake", "retention", "retention_grace")
-_OPTIONAL_FLAGS = ("adopt", "retention_keep_table")
+_OPTIONAL_FLAGS = ("adopt", "convert", "retention_keep_table")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class TableSpec:
     source: str  # file:line of the table key, for messages
     move_default_rows: bool = False
     adopt: bool = False  # adopt: existing: attached partitions partman did not make become its own
+    convert: bool = False  # convert: attach: a plain table becomes the first partition of a new parent
     retention_keep_table: bool = False  # retention detaches and keeps; never drops
 
     @property
@@ -417,5 +418,6 @@ def _build(doc: Document, env: str) -> TableSpec:
         source=doc.where(("table",)),
         move_default_rows=bool(merged.get("move_default_rows", False)),
         adopt=merged.get("adopt", "none") == "existing",
+        convert=merged.get("convert") == "attach",
         retention_keep_table=bool(merged.get("retention_keep_table", False)),
     )

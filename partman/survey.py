@@ -1,0 +1,277 @@
+"""What hangs on a plain table that a conversion must carry over or refuse: its key column, indexes, constraints in
+both directions, views, triggers, policies, grants, sequences, publications and anything else that depends on it,
+read in a fixed number of statements, with every definition deparsed fully qualified (search_path '')."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from psycopg import Cursor, sql
+
+from .model import KeyType, KeyValue, TableRef
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    definition: str  # CREATE [UNIQUE] INDEX … ON schema.table …, or the constraint's definition
+    constraint: Optional[str] = None  # 'p' | 'u' | 'x' when the index backs a constraint
+    unique: bool = False
+    covers_key: bool = False  # the partition key is one of its key columns
+    valid: bool = True
+    expression: bool = False
+
+
+@dataclass(frozen=True)
+class Constraint:
+    name: str
+    kind: str  # 'c' check, 'f' foreign key, 'n' not null (PostgreSQL 18), 't' trigger
+    definition: str
+    table: TableRef  # the table it is on (the referencing one, for a foreign key into the table)
+    incoming: bool = False  # a foreign key of another table that references this one
+    validated: bool = True
+    covers_key: bool = True  # a foreign key into the table: the referenced columns include the partition key
+    references: Optional[TableRef] = None  # a foreign key: the referenced table
+
+
+@dataclass(frozen=True)
+class View:
+    ref: TableRef
+    definition: str  # pg_get_viewdef, fully qualified
+    options: tuple[str, ...] = ()  # reloptions: check_option, security_barrier, security_invoker
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    definition: str
+    enabled: str  # pg_trigger.tgenabled: 'O' fires normally
+    constraint: bool = False
+    transition: bool = False  # REFERENCING OLD/NEW TABLE
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    permissive: bool
+    command: str  # pg_policy.polcmd: r a w d *
+    roles: tuple[str, ...]  # role names; 'public' for PUBLIC
+    using: Optional[str]
+    check: Optional[str]
+
+
+@dataclass(frozen=True)
+class Grant:
+    grantee: str  # a role name, or 'public'
+    privilege: str
+    grantable: bool
+    column: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Sequence:
+    ref: TableRef
+    column: str
+    identity: bool  # an identity column's sequence (dropped with it); else a serial's, OWNED BY the column
+
+
+@dataclass(frozen=True)
+class Survey:
+    """One plain table as a conversion sees it. Definitions name the table as it is now."""
+
+    oid: int
+    key_attnum: Optional[int]  # None: the spec's key column does not exist
+    key_type: Optional[KeyType]
+    key_type_name: Optional[str]
+    key_not_null: bool
+    owner: str
+    persistence: str  # 'p' permanent, 'u' unlogged
+    typed: bool  # CREATE TABLE … OF type
+    inherits: bool  # in an inheritance tree (parents or children)
+    replica_identity: str
+    comment: Optional[str]
+    row_security: bool
+    force_row_security: bool
+    rows_estimate: Optional[int]
+    indexes: tuple[Index, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
+    views: tuple[View, ...] = ()
+    matviews: tuple[TableRef, ...] = ()
+    rules: tuple[str, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
+    policies: tuple[Policy, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    sequences: tuple[Sequence, ...] = ()
+    publications: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()  # every other dependent object, described by the server
+    max_key: Optional[KeyValue] = None
+    key_has_nulls: bool = False
+
+    def check(self, name: str) -> Optional[Constraint]:
+        return next((c for c in self.constraints if c.name == name and c.kind == "c" and not c.incoming), None)
+
+    @property
+    def incoming(self) -> tuple[Constraint, ...]:
+        return tuple(c for c in self.constraints if c.incoming)
+
+    @property
+    def outgoing(self) -> tuple[Constraint, ...]:
+        return tuple(c for c in self.constraints if c.kind == "f" and not c.incoming)
+
+    def others_locked(self) -> tuple[TableRef, ...]:
+        """The other relations the swap alters: referencing tables and views (locked before the table)."""
+        refs = {c.table for c in self.incoming} | {v.ref for v in self.views}
+        refs |= {c.references for c in self.outgoing if c.references is not None}
+        return tuple(sorted(refs))
+
+
+_BASICS = """
+SELECT a.attnum, format_type(a.atttypid, a.atttypmod), coalesce(a.attnotnull, false), pg_get_userbyid(c.relowner),
+       c.relpersistence, c.reloftype <> 0,
+       c.relhassubclass OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid),
+       c.relreplident, obj_description(c.oid, 'pg_class'), c.relrowsecurity, c.relforcerowsecurity, c.reltuples
+  FROM pg_class c
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = %(key)s AND NOT a.attisdropped
+ WHERE c.oid = %(oid)s
+"""
+
+_INDEXES = """
+SELECT ic.relname, coalesce(pg_get_constraintdef(co.oid), pg_get_indexdef(x.indexrelid)), co.contype, x.indisunique,
+       %(attnum)s = ANY ((x.indkey::int2[])[0:x.indnkeyatts - 1]), x.indisvalid, x.indexprs IS NOT NULL
+  FROM pg_index x
+  JOIN pg_class ic ON ic.oid = x.indexrelid
+  LEFT JOIN pg_constraint co ON co.conindid = x.indexrelid AND co.conrelid = x.indrelid AND co.contype IN ('p', 'u', 'x')
+ WHERE x.indrelid = %(oid)s
+ ORDER BY ic.relname
+"""
+
+_CONSTRAINTS = """
+SELECT co.conname, co.contype, pg_get_constraintdef(co.oid), n.nspname, r.relname, co.conrelid <> %(oid)s,
+       co.convalidated, co.confrelid <> %(oid)s OR %(attnum)s = ANY (co.confkey), fn.nspname, f.relname
+  FROM pg_constraint co
+  JOIN pg_class r ON r.oid = co.conrelid
+  JOIN pg_namespace n ON n.oid = r.relnamespace
+  LEFT JOIN pg_class f ON f.oid = co.confrelid
+  LEFT JOIN pg_namespace fn ON fn.oid = f.relnamespace
+ WHERE (co.conrelid = %(oid)s AND co.contype IN ('c', 'f', 'n', 't'))
+    OR (co.confrelid = %(oid)s AND co.contype = 'f' AND co.conparentid = 0)
+ ORDER BY co.conrelid <> %(oid)s, co.conname
+"""
+
+_REWRITES = """
+SELECT DISTINCT n.nspname, c.relname, c.relkind, r.rulename, c.oid = %(oid)s,
+       CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, coalesce(c.reloptions, '{}')
+  FROM pg_depend d
+  JOIN pg_rewrite r ON r.oid = d.objid
+  JOIN pg_class c ON c.oid = r.ev_class
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s
+"""
+
+_TRIGGERS = """
+SELECT t.tgname, pg_get_triggerdef(t.oid), t.tgenabled, t.tgconstraint <> 0, t.tgoldtable IS NOT NULL OR t.tgnewtable IS NOT NULL
+  FROM pg_trigger t WHERE t.tgrelid = %(oid)s AND NOT t.tgisinternal ORDER BY t.tgname
+"""
+
+_POLICIES = """
+SELECT p.polname, p.polpermissive, p.polcmd,
+       ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END FROM unnest(p.polroles) AS r ORDER BY 1),
+       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+  FROM pg_policy p WHERE p.polrelid = %(oid)s ORDER BY p.polname
+"""
+
+_GRANTS = """
+SELECT CASE WHEN g.grantee = 0 THEN 'public' ELSE pg_get_userbyid(g.grantee) END, g.privilege_type, g.is_grantable, NULL
+  FROM pg_class c, aclexplode(c.relacl) g WHERE c.oid = %(oid)s AND g.grantee <> c.relowner
+UNION ALL
+SELECT CASE WHEN g.grantee = 0 THEN 'public' ELSE pg_get_userbyid(g.grantee) END, g.privilege_type, g.is_grantable, a.attname
+  FROM pg_attribute a, aclexplode(a.attacl) g WHERE a.attrelid = %(oid)s AND a.attacl IS NOT NULL AND NOT a.attisdropped
+ORDER BY 4 NULLS FIRST, 1, 2
+"""
+
+_SEQUENCES = """
+SELECT sn.nspname, s.relname, a.attname, d.deptype = 'i'
+  FROM pg_depend d
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s
+   AND d.deptype IN ('a', 'i')
+"""
+
+_PUBLICATIONS = """
+SELECT p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = %(oid)s
+"""
+
+# Everything else that depends on the table, or on its row type, by a normal dependency: what a conversion does
+# not know how to carry over is refused by name rather than left pointing at the old table.
+_OTHERS = """
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s AND d.deptype = 'n'
+   AND d.classid NOT IN ('pg_constraint'::regclass, 'pg_rewrite'::regclass)
+UNION
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_class c JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype AND d.deptype = 'n'
+ WHERE c.oid = %(oid)s
+ORDER BY 1
+"""
+
+
+def read(cur: Cursor, table: TableRef, oid: int, key: str) -> Survey:
+    """The survey of one plain table, in the caller's transaction (which sets search_path '' so that every
+    definition is deparsed fully qualified)."""
+    cur.execute("SELECT set_config('search_path', '', true)")
+    cur.execute(_BASICS, {"oid": oid, "key": key})
+    (attnum, type_name, not_null, owner, persistence, typed, inherits, replident, comment, rls, force_rls,
+     reltuples) = cur.fetchone()
+    params = {"oid": oid, "attnum": attnum or 0}
+    key_type = KeyType.from_catalog(type_name) if type_name else None
+    survey = Survey(
+        oid=oid, key_attnum=attnum, key_type=key_type, key_type_name=type_name, key_not_null=bool(not_null),
+        owner=owner, persistence=persistence, typed=typed, inherits=inherits, replica_identity=replident,
+        comment=comment, row_security=rls, force_row_security=force_rls,
+        rows_estimate=None if reltuples is None or reltuples < 0 else int(reltuples),
+        indexes=tuple(Index(n, d, k, u, cov, v, e) for n, d, k, u, cov, v, e in _rows(cur, _INDEXES, params)),
+        constraints=tuple(Constraint(n, k, d, TableRef(s, r), inc, v, cov, TableRef(fs, fr) if fr else None)
+                          for n, k, d, s, r, inc, v, cov, fs, fr in _rows(cur, _CONSTRAINTS, params)),
+        triggers=tuple(Trigger(*row) for row in _rows(cur, _TRIGGERS, params)),
+        policies=tuple(Policy(n, p, c, tuple(r), u, w) for n, p, c, r, u, w in _rows(cur, _POLICIES, params)),
+        grants=tuple(Grant(*row) for row in _rows(cur, _GRANTS, params)),
+        sequences=tuple(Sequence(TableRef(s, n), a, i) for s, n, a, i in _rows(cur, _SEQUENCES, params)),
+        publications=tuple(r[0] for r in _rows(cur, _PUBLICATIONS, params)),
+        others=tuple(r[0] for r in _rows(cur, _OTHERS, params)),
+        **_rewrites(cur, params),
+    )
+    if attnum is None:
+        return survey
+    return _with_keys(cur, survey, table, key)
+
+
+def _rows(cur: Cursor, query: str, params: dict) -> list[tuple]:
+    cur.execute(query, params)
+    return cur.fetchall()
+
+
+def _rewrites(cur: Cursor, params: dict) -> dict:
+    views, matviews, rules = [], [], []
+    for schema, name, kind, rule, own, definition, options in _rows(cur, _REWRITES, params):
+        if own:
+            rules.append(rule)
+        elif kind == "v":
+            views.append(View(TableRef(schema, name), definition, tuple(options)))
+        else:
+            matviews.append(TableRef(schema, name))
+    return {"views": tuple(sorted(views, key=lambda v: v.ref)), "matviews": tuple(sorted(matviews)),
+            "rules": tuple(sorted(rules))}
+
+
+def _with_keys(cur: Cursor, survey: Survey, table: TableRef, key: str) -> Survey:
+    """The largest key (through an index on it, when there is one) and, for a nullable key, whether any row
+    lacks one: the two facts about the rows that the cutover and the refusal rest on."""
+    column, rel = sql.Identifier(key), sql.Identifier(table.schema, table.name)
+    nulls = sql.SQL("false") if survey.key_not_null else sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(rel, column)
+    cur.execute(sql.SQL("SELECT max({}), {} FROM {}").format(column, nulls, rel))
+    max_key, has_nulls = cur.fetchone()
+    return replace(survey, max_key=max_key, key_has_nulls=bool(has_nulls))

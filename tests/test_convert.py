@@ -1,0 +1,171 @@
+"""Converting a plain table online (`convert: attach`), on PostgreSQL 15 and 18: the table becomes the first
+partition [MINVALUE, cutover) of a new parent that takes its name, no row is copied, and everything that hangs on
+it keeps working; what cannot follow is refused at plan time, naming the object and the fix, with nothing
+changed."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from dbtools import partitions, run_cli
+from helpers import write_spec
+
+NOW = "2026-12-03T10:00Z"
+
+SCHEMA = """
+CREATE ROLE {app} LOGIN;
+CREATE TABLE users (id int PRIMARY KEY);
+INSERT INTO users SELECT generate_series(1, 10);
+CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, user_id int REFERENCES users,
+                     note text DEFAULT 'x', PRIMARY KEY (id, at));
+CREATE INDEX events_note ON events (note);
+COMMENT ON TABLE events IS 'what happened';
+GRANT SELECT, INSERT ON events TO {app};
+GRANT UPDATE (note) ON events TO {app};
+INSERT INTO events (at, user_id) SELECT '2026-12-01Z'::timestamptz - g * interval '1 minute', 1 + g % 10
+  FROM generate_series(1, 5000) g;
+CREATE TABLE replies (event_id bigint, event_at timestamptz, FOREIGN KEY (event_id, event_at) REFERENCES events ON DELETE CASCADE);
+INSERT INTO replies SELECT id, at FROM events WHERE id % 100 = 0;
+CREATE VIEW recent AS SELECT id, at, note FROM events WHERE at > '2026-11-30Z';
+GRANT SELECT ON recent TO {app};
+"""
+
+
+def spec(**extra):
+    return {"table": "public.events", "partition_key": "at", "interval": "monthly", "premake": "2 months",
+            "convert": "attach", **extra}
+
+
+def cli(capsys, db_url, command, *extra, now=NOW):
+    return run_cli(capsys, command, "specs", "--database-url", db_url, "--now", now, *extra)
+
+
+def fingerprint(conn) -> tuple:
+    return conn.execute("SELECT count(*), md5(string_agg(id || '|' || at || '|' || user_id || '|' || note, ',' ORDER BY id))"
+                        " FROM events").fetchone()
+
+
+@pytest.fixture
+def events(conn, workdir):
+    app = f"app_{conn.info.dbname}"
+    conn.execute(SCHEMA.format(app=app))
+    write_spec(workdir / "specs", spec(), "events.yaml")
+    yield app
+    conn.execute(f'DROP OWNED BY "{app}"; DROP ROLE "{app}"')
+
+
+def test_a_plain_table_without_convert_is_refused_with_the_way_to_convert_it(capsys, workdir, db_url, conn, events):
+    write_spec(workdir / "specs", {k: v for k, v in spec().items() if k != "convert"}, "events.yaml")
+    result = cli(capsys, db_url, "plan")
+    assert result.code == 1
+    assert "public.events is not partitioned; add `convert: attach` to its spec" in result.err
+
+
+def test_the_plan_shows_each_step_with_what_it_locks(capsys, workdir, db_url, conn, events):
+    result = cli(capsys, db_url, "plan", "--detailed-exitcode")
+    assert result.code == 2, result.err
+    out = result.out
+    assert "~ convert  public.events into a partitioned table, without copying a row" in out
+    for step in ("1/4 check", "2/4 validate", "3/4 swap", "4/4 validate_fk"):
+        assert step in out
+    assert "CHECK (at < 2027-03-01T00:00:00+00:00) NOT VALID" in out, "the cutover is the premake horizon"
+    assert out.count("locks:") == 4 and "SHARE UPDATE EXCLUSIVE on public.events: writers and readers go on" in out
+    assert "1 to convert" in out
+    doc = json.loads(cli(capsys, db_url, "plan", "--format", "json").out)
+    (table,) = doc["tables"]
+    assert [s["step"] for s in table["conversion"]["steps"]] == ["check", "validate", "swap", "validate_fk"]
+    assert table["conversion"]["cutover"] == "2027-03-01T00:00:00+00:00" and table["conversion"]["legacy"] == "public.events_legacy"
+
+
+def test_conversion_keeps_every_row_and_everything_that_hangs_on_the_table(capsys, workdir, db_url, conn, events):
+    before = fingerprint(conn)
+    oid = conn.execute("SELECT 'events'::regclass::oid").fetchone()[0]
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err
+    assert "1 converted" in result.out
+    assert fingerprint(conn) == before
+    assert partitions(conn, "events") == [("events_legacy", "FOR VALUES FROM (MINVALUE) TO ('2027-03-01 00:00:00+00')")]
+    assert conn.execute("SELECT 'events_legacy'::regclass::oid").fetchone()[0] == oid, "the same table: no row copied"
+    assert conn.execute("SELECT count(*) FROM recent").fetchone()[0] > 0
+    assert conn.execute("SELECT pg_get_viewdef('recent')").fetchone()[0].count("events_legacy") == 0
+    new_id = conn.execute("INSERT INTO events (at, user_id) VALUES ('2026-12-03Z', 1) RETURNING id").fetchone()[0]
+    assert new_id == 5001, "the identity continues where it left off"
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("INSERT INTO events (at, user_id) VALUES ('2026-12-03Z', 99)")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("INSERT INTO replies VALUES (424242, '2026-12-03Z')")
+    conn.execute("DELETE FROM events WHERE id = 100")
+    assert conn.execute("SELECT count(*) FROM replies WHERE event_id = 100").fetchone()[0] == 0, "ON DELETE CASCADE kept"
+    described = conn.execute("SELECT obj_description('events'::regclass, 'pg_class'), relacl::text FROM pg_class"
+                             " WHERE oid = 'events'::regclass").fetchone()
+    assert described[0] == "what happened" and f"{events}=ar/" in described[1]
+    assert conn.execute("SELECT has_column_privilege(%s, 'events', 'note', 'UPDATE')", (events,)).fetchone()[0]
+    names = {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'events'::regclass")}
+    assert {"events_pkey", "events_user_id_fkey"} <= names, "the parent keeps the constraint names"
+    # (PostgreSQL 15 leaves the internal clone of a validated foreign key on each referenced partition marked
+    # not validated; only the constraints users made are checked.)
+    assert conn.execute("SELECT count(*) FROM pg_constraint WHERE NOT convalidated AND conparentid = 0").fetchone()[0] == 0
+
+
+def test_after_the_conversion_the_next_plan_has_only_premakes(capsys, workdir, db_url, conn, events):
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0, "same clock: in shape"
+    later = cli(capsys, db_url, "plan", now="2027-01-10T00:00Z")
+    assert "+ create   public.events_2027_03" in later.out
+    assert "convert" not in later.out and "- " not in later.out
+    assert cli(capsys, db_url, "apply", "--auto-approve", now="2027-01-10T00:00Z").code == 0
+    conn.execute("INSERT INTO events (at, user_id) VALUES ('2027-03-05Z', 1)")
+    assert conn.execute("SELECT tableoid::regclass::text FROM events WHERE at = '2027-03-05Z'").fetchone()[0] == "events_2027_03"
+
+
+def test_retention_detaches_the_legacy_partition_only_once_its_whole_range_expired(capsys, workdir, db_url, conn, events):
+    write_spec(workdir / "specs", spec(retention="3 months", retention_grace="0 days"), "events.yaml")
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert "events_legacy" not in cli(capsys, db_url, "plan", now="2027-05-15T00:00Z").out.split("- detach")[-1]
+    plan = cli(capsys, db_url, "plan", now="2027-06-02T00:00Z")
+    assert "- detach   public.events_legacy  [MINVALUE, 2027-03-01T00:00:00+00:00)" in plan.out
+
+
+def test_a_key_running_ahead_of_the_horizon_moves_the_cutover_past_it(capsys, workdir, db_url, conn, events):
+    conn.execute("INSERT INTO events (at, user_id) VALUES ('2027-08-17Z', 1)")
+    doc = json.loads(cli(capsys, db_url, "plan", "--format", "json").out)
+    assert doc["tables"][0]["conversion"]["cutover"] == "2027-09-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("change, names", [
+    ("ALTER TABLE replies DROP CONSTRAINT replies_event_id_event_at_fkey;"
+     " ALTER TABLE events DROP CONSTRAINT events_pkey; ALTER TABLE events ADD PRIMARY KEY (id)",
+     ["primary key events_pkey does not include the partition key at", "fix: add at to it"]),
+    ("ALTER TABLE replies DROP CONSTRAINT replies_event_id_event_at_fkey; ALTER TABLE events DROP CONSTRAINT events_pkey;"
+     " ALTER TABLE events ALTER COLUMN at DROP NOT NULL; INSERT INTO events (at, user_id) VALUES (NULL, 1)",
+     ["partition key at is nullable and holds NULLs", "fix: UPDATE or DELETE the rows WHERE at IS NULL"]),
+    ("CREATE MATERIALIZED VIEW totals AS SELECT count(*) FROM events",
+     ["materialized view public.totals selects from it", "fix: DROP it before the conversion"]),
+    ("CREATE FUNCTION newest() RETURNS timestamptz LANGUAGE sql BEGIN ATOMIC SELECT max(at) FROM events; END",
+     ["function public.newest() depends on it", "fix: drop it before"]),
+])
+def test_what_cannot_follow_the_table_is_refused_at_plan_time_and_nothing_changes(
+        capsys, workdir, db_url, conn, events, change, names):
+    conn.execute(change)
+    before = conn.execute("SELECT relkind, (SELECT count(*) FROM pg_constraint WHERE conrelid = 'events'::regclass)"
+                          " FROM pg_class WHERE oid = 'events'::regclass").fetchone()
+    for command in ("plan", "apply"):
+        result = cli(capsys, db_url, command, *(["--auto-approve"] if command == "apply" else []))
+        assert result.code == 1, result.out
+        errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and all(n in errors[0] for n in names), result.err
+        assert "public.events" in errors[0]
+    after = conn.execute("SELECT relkind, (SELECT count(*) FROM pg_constraint WHERE conrelid = 'events'::regclass)"
+                         " FROM pg_class WHERE oid = 'events'::regclass").fetchone()
+    assert after == before and after[0] == "r"
+
+
+def test_an_interrupted_conversion_keeps_its_cutover(capsys, workdir, db_url, conn, events):
+    conn.execute("ALTER TABLE events ADD CONSTRAINT events_partman_cutover CHECK (at < '2027-02-01Z') NOT VALID")
+    plan = cli(capsys, db_url, "plan", now="2027-01-20T00:00Z")
+    assert "1/3 validate" in plan.out and "TO (2027-02-01T00:00:00+00:00)" in plan.out
+    assert cli(capsys, db_url, "apply", "--auto-approve", now="2027-01-20T00:00Z").code == 0
+    assert partitions(conn, "events")[0] == ("events_legacy", "FOR VALUES FROM (MINVALUE) TO ('2027-02-01 00:00:00+00')")
