@@ -264,7 +264,7 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
     if not reread and state.fingerprint() == shown.observed_fingerprint:
         return shown
     fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names), busy=snap.busy,
-                               survey=snap.surveys.get(spec.table))
+                               survey=snap.surveys.get(spec.table), unproven=snap.unproven.get(spec.table, ()))
     if protected:
         fresh = fresh.without_destructive()
     if fresh.errors:

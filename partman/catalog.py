@@ -322,9 +322,30 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         tables = _with_missing_types(cur, specs, tables)
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
+        unproven = _unproven(cur, specs, tables)
         surveys = _surveys(cur, specs, tables)  # last: it sets search_path '' for the rest of the view
     return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()},
-                    surveys=surveys), locked
+                    surveys=surveys, unproven=unproven), locked
+
+
+_UNPROVEN = """
+SELECT co.confrelid, n.nspname, r.relname, co.conname
+  FROM pg_constraint co JOIN pg_class r ON r.oid = co.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+ WHERE co.confrelid = ANY(%s::oid[]) AND co.contype = 'f' AND NOT co.convalidated AND co.conparentid = 0
+ ORDER BY 1, 2, 3, 4
+"""
+
+
+def _unproven(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, tuple]:
+    """For the partitioned tables a spec converts: foreign keys into them a swap left NOT VALID (one statement)."""
+    by_oid = {tables[s.table].oid: s.table for s in specs if s.convert and tables[s.table].strategy == "range"}
+    if not by_oid:
+        return {}
+    cur.execute(_UNPROVEN, (list(by_oid),))
+    found: dict[TableRef, list] = {}
+    for oid, schema, name, conname in cur.fetchall():
+        found.setdefault(by_oid[oid], []).append((TableRef(schema, name), conname))
+    return {k: tuple(v) for k, v in found.items()}
 
 
 def _surveys(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, Any]:

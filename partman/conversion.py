@@ -45,8 +45,8 @@ class Step:
 class Conversion:
     """The plan of one table's conversion: the steps still to do, in order."""
 
-    legacy: TableRef  # the name the table takes as the first partition
-    cutover: KeyValue  # the legacy partition covers [MINVALUE, cutover); new partitions start here
+    legacy: TableRef  # the name the table takes as the first partition (the table itself when finishing)
+    cutover: Optional[KeyValue]  # the legacy partition covers [MINVALUE, cutover); None when finishing
     check: str  # the CHECK constraint proving the bound
     steps: tuple[Step, ...]
     carried: tuple[str, ...] = ()  # what follows the table to its new parent, for the reviewer
@@ -65,6 +65,14 @@ class Conversion:
 
         steps = tuple(Step(StepKind(s["step"]), s["what"], s["lock"]) for s in d["steps"])
         return cls(TableRef.parse(d["legacy"]), parse_key(d["cutover"], key_type), d["check"], steps, tuple(d["carried"]))
+
+
+def finishing(table: TableRef, unproven: tuple[tuple[TableRef, str], ...]) -> Conversion:
+    """What is left of a conversion whose swap committed: proving the foreign keys it re-pointed NOT VALID."""
+    steps = tuple(Step(StepKind.VALIDATE_FK, f"ALTER TABLE {ref} VALIDATE CONSTRAINT {name} (left NOT VALID by an"
+                       " interrupted conversion)", f"SHARE UPDATE EXCLUSIVE on {ref}: writers go on")
+                  for ref, name in unproven)
+    return Conversion(table, None, check_name(table), steps)
 
 
 def check_name(table: TableRef) -> str:
@@ -95,13 +103,12 @@ def plan(spec: TableSpec, survey: Survey, now, taken: set[TableRef]) -> tuple[Op
         steps.append(Step(StepKind.VALIDATE, f"ALTER TABLE {spec.table} VALIDATE CONSTRAINT {name}: reads every row{rows}",
                           f"SHARE UPDATE EXCLUSIVE on {spec.table}: writers and readers go on"))
     carried = carried_over(survey)
-    others = ", ".join(str(r) for r in survey.others_locked())
+    others = "".join(f", {mode} on {ref}" for ref, mode in survey.others_locked())
     steps.append(Step(
         StepKind.SWAP,
         f"rename {spec.table} to {legacy.name}, create the partitioned {spec.table}, attach {legacy.name} FOR VALUES"
         f" FROM (MINVALUE) TO ({iso(cutover)}) without a scan" + (f"; carry over {', '.join(carried)}" if carried else ""),
-        f"one transaction: ACCESS EXCLUSIVE on {spec.table}" + (f" and on {others}" if others else "")
-        + "; each lock waits at most one ladder step"))
+        f"one transaction: ACCESS EXCLUSIVE on {spec.table}{others}; each lock waits at most one ladder step"))
     for fk in survey.incoming:
         steps.append(Step(StepKind.VALIDATE_FK, f"ALTER TABLE {fk.table} VALIDATE CONSTRAINT {fk.name} (re-pointed at the"
                           " new parent NOT VALID in the swap)", f"SHARE UPDATE EXCLUSIVE on {fk.table}: writers go on"))

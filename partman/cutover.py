@@ -38,12 +38,15 @@ def carry_out(conn: Connection, spec: TableSpec, conversion: Conversion, action:
     table = spec.table
     oid, kind = with_retries(conn, ladder, f"{table}: conversion", lambda: conn.execute(_STATE, (table.schema, table.name)).fetchone() or (None, None))
     if kind == "r":
-        _check(conn, spec, conversion, ladder)
-        _swap_with_retries(conn, spec, conversion, action, ctx, ladder, space)
+        seen = _check(conn, spec, conversion, ladder)
+        _swap_with_retries(conn, spec, conversion, action, ctx, ladder, space, seen.others_locked())
         on_swapped()
-    elif kind != "p" or oid is None:
+        validate_foreign_keys(conn, table, ladder)
+    elif kind == "p":  # swapped by an earlier run: what is left is proving the re-pointed foreign keys
+        validate_foreign_keys(conn, table, ladder)
+        on_swapped()
+    else:
         raise StalePlan(f"{table}: the table to convert is gone; run plan again")
-    validate_foreign_keys(conn, table, ladder)
 
 
 def _look(conn: Connection, spec: TableSpec) -> Survey:
@@ -51,8 +54,9 @@ def _look(conn: Connection, spec: TableSpec) -> Survey:
     return surveys.read(conn.cursor(), spec.table, oid, spec.partition_key)
 
 
-def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> None:
-    """The CHECK, added NOT VALID (an instant of ACCESS EXCLUSIVE), then validated (SHARE UPDATE EXCLUSIVE)."""
+def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> Survey:
+    """The CHECK, added NOT VALID (an instant of ACCESS EXCLUSIVE), then validated (SHARE UPDATE EXCLUSIVE);
+    returns the survey read before it, whose other relations the swap locks first."""
     table, key = spec.table, sql.Identifier(spec.partition_key)
     now = with_retries(conn, ladder, f"{table}: conversion", lambda: _look(conn, spec))
     found = now.check(c.check)
@@ -63,9 +67,10 @@ def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> 
         with_retries(conn, ladder, f"{table}: add {c.check}", lambda: conn.execute(sql.SQL(
             "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(ident(table), sql.Identifier(c.check), bound)))
     elif found.validated:
-        return
+        return now
     with_retries(conn, ladder, f"{table}: validate {c.check}", lambda: _unbounded(conn, sql.SQL(
         "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(ident(table), sql.Identifier(c.check))))
+    return now
 
 
 def _unbounded(conn: Connection, statement: sql.Composable) -> None:
@@ -76,8 +81,7 @@ def _unbounded(conn: Connection, statement: sql.Composable) -> None:
 
 
 def _swap_with_retries(conn: Connection, spec: TableSpec, c: Conversion, action: Action, ctx: audit.Context,
-                       ladder: Ladder, space: KeySpace) -> None:
-    others: tuple[TableRef, ...] = ()
+                       ladder: Ladder, space: KeySpace, others: tuple) -> None:
     for _ in range(5):
         try:
             with_retries(conn, ladder, f"{spec.table}: swap", lambda: _swap(conn, spec, c, action, ctx, space, others))
@@ -88,11 +92,11 @@ def _swap_with_retries(conn: Connection, spec: TableSpec, c: Conversion, action:
 
 
 def _swap(conn: Connection, spec: TableSpec, c: Conversion, action: Action, ctx: audit.Context, space: KeySpace,
-          others: tuple[TableRef, ...]) -> None:
+          others: tuple[tuple[TableRef, str], ...]) -> None:
     """One transaction: lock what the swap alters (the others first, so the table's writers wait at most one
     step), read what hangs on the table under the lock, and carry it all over to the new parent."""
-    for ref in others:
-        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident(ref)))
+    for ref, mode in others:
+        conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(ident(ref), sql.SQL(mode)))
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident(spec.table)))
     s = _look(conn, spec)
     needed = s.others_locked()

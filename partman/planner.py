@@ -37,7 +37,8 @@ def plan(specs: Iterable[TableSpec], snapshot: Snapshot, *, now: datetime, env: 
     taken = set(snapshot.taken_names)
     tables = tuple(
         plan_table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), snapshot.has_rows, now, taken,
-                   busy=snapshot.busy, survey=snapshot.surveys.get(spec.table))
+                   busy=snapshot.busy, survey=snapshot.surveys.get(spec.table),
+                   unproven=snapshot.unproven.get(spec.table, ()))
         for spec in sorted(specs, key=lambda s: s.table)
     )
     return Plan(env=env, now=now, tables=tables)
@@ -102,14 +103,15 @@ class _Table:
 
 def plan_table(
     spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef],
-    *, busy: frozenset[int] = frozenset(), survey=None,
+    *, busy: frozenset[int] = frozenset(), survey=None, unproven: tuple = (),
 ) -> TablePlan:
     """One table's plan. busy: partitions whose row presence is unknown (locked by another session); survey: what
     hangs on a plain table the spec converts (survey.py)."""
     try:
         if spec.convert and state.oid is not None and state.strategy is None:
             return _plan_conversion(spec, state, survey, now, taken)
-        return _plan_table(spec, state, has_rows, now, taken, busy)
+        planned = _plan_table(spec, state, has_rows, now, taken, busy)
+        return _finish_conversion(planned, unproven) if unproven and not planned.errors else planned
     except (OverflowError, ValueError) as exc:
         if "range" not in str(exc) and not isinstance(exc, OverflowError):
             raise
@@ -190,6 +192,15 @@ def _plan_conversion(spec: TableSpec, state: TableState, survey, now: datetime, 
     wanted_config = desired_config(spec)
     return TablePlan(key_type=survey.key_type, actions=(action,), conversion=converted,
                      config=wanted_config if wanted_config != state.config else None, **base)
+
+
+def _finish_conversion(planned: TablePlan, unproven: tuple) -> TablePlan:
+    """An interrupted conversion's last step (foreign keys to prove) comes first in the table's plan."""
+    from . import conversion
+
+    finish = conversion.finishing(planned.table, unproven)
+    action = Action(ActionKind.CONVERT, planned.table, Bounds(None, None), Reason.CONVERT_ATTACH)
+    return replace(planned, actions=(action,) + planned.actions, conversion=finish)
 
 
 def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: frozenset[int]) -> tuple[list, list]:

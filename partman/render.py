@@ -63,7 +63,9 @@ def _table_lines(t: TablePlan) -> list[str]:
         elif a.kind is ActionKind.ADOPT:
             rows = "  (recorded in partition_log; no DDL)"
         elif a.kind is ActionKind.CONVERT:
-            lines.append(f"  ~ convert  {t.table} into a partitioned table, without copying a row ({_rows(a)})")
+            finishing = t.conversion is not None and t.conversion.cutover is None
+            lines.append(f"  ~ convert  {t.table}: finish the conversion an earlier run began" if finishing else
+                         f"  ~ convert  {t.table} into a partitioned table, without copying a row ({_rows(a)})")
             lines.extend(_steps(t))
             continue
         else:

@@ -181,3 +181,5 @@ class Snapshot:
     busy: frozenset[int] = frozenset()
     # What hangs on each plain table a spec asks to convert (survey.py), read in the same view.
     surveys: dict[TableRef, Any] = field(default_factory=dict)
+    # Foreign keys into a converted table still NOT VALID (an interrupted conversion): (referencing table, name).
+    unproven: dict[TableRef, tuple[tuple[TableRef, str], ...]] = field(default_factory=dict)

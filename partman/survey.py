@@ -119,11 +119,13 @@ class Survey:
     def outgoing(self) -> tuple[Constraint, ...]:
         return tuple(c for c in self.constraints if c.kind == "f" and not c.incoming)
 
-    def others_locked(self) -> tuple[TableRef, ...]:
-        """The other relations the swap alters: referencing tables and views (locked before the table)."""
-        refs = {c.table for c in self.incoming} | {v.ref for v in self.views}
-        refs |= {c.references for c in self.outgoing if c.references is not None}
-        return tuple(sorted(refs))
+    def others_locked(self) -> tuple[tuple[TableRef, str], ...]:
+        """The other relations the swap alters, each with the lock mode it needs, in a fixed order (locked before
+        the table): views re-created and referencing tables whose foreign key is replaced (ACCESS EXCLUSIVE),
+        referenced tables that gain the parent's foreign key (SHARE ROW EXCLUSIVE, which lets readers go on)."""
+        strong = {c.table for c in self.incoming} | {v.ref for v in self.views}
+        weak = {c.references for c in self.outgoing if c.references is not None} - strong
+        return tuple(sorted([(r, "ACCESS EXCLUSIVE") for r in strong] + [(r, "SHARE ROW EXCLUSIVE") for r in weak]))
 
 
 _BASICS = """

@@ -169,3 +169,17 @@ def test_an_interrupted_conversion_keeps_its_cutover(capsys, workdir, db_url, co
     assert "1/3 validate" in plan.out and "TO (2027-02-01T00:00:00+00:00)" in plan.out
     assert cli(capsys, db_url, "apply", "--auto-approve", now="2027-01-20T00:00Z").code == 0
     assert partitions(conn, "events")[0] == ("events_legacy", "FOR VALUES FROM (MINVALUE) TO ('2027-02-01 00:00:00+00')")
+
+
+def test_foreign_keys_left_not_valid_by_an_interrupted_swap_are_proven_by_the_next_run(capsys, workdir, db_url, conn, events):
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute("ALTER TABLE replies DROP CONSTRAINT replies_event_id_event_at_fkey;"
+                 " ALTER TABLE replies ADD CONSTRAINT replies_event_id_event_at_fkey FOREIGN KEY (event_id, event_at)"
+                 " REFERENCES events ON DELETE CASCADE NOT VALID")
+    plan = cli(capsys, db_url, "plan")
+    assert "~ convert  public.events: finish the conversion" in plan.out
+    assert "1/1 validate_fk ALTER TABLE public.replies VALIDATE CONSTRAINT replies_event_id_event_at_fkey" in plan.out
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'replies_event_id_event_at_fkey'"
+                        " AND conparentid = 0").fetchone()[0]
+    assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0
