@@ -49,9 +49,9 @@ def carry_out(conn: Connection, spec: TableSpec, conversion: Conversion, action:
         raise StalePlan(f"{table}: the table to convert is gone; run plan again")
 
 
-def _look(conn: Connection, spec: TableSpec) -> Survey:
+def _look(conn: Connection, spec: TableSpec, rows: bool = True) -> Survey:
     oid = conn.execute(_STATE, (spec.table.schema, spec.table.name)).fetchone()[0]
-    return surveys.read(conn.cursor(), spec.table, oid, spec.partition_key)
+    return surveys.read(conn.cursor(), spec.table, oid, spec.partition_key, rows=rows)
 
 
 def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> Survey:
@@ -98,7 +98,7 @@ def _swap(conn: Connection, spec: TableSpec, c: Conversion, action: Action, ctx:
     for ref, mode in others:
         conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(ident(ref), sql.SQL(mode)))
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident(spec.table)))
-    s = _look(conn, spec)
+    s = _look(conn, spec, rows=False)
     needed = s.others_locked()
     if not set(needed) <= set(others):
         raise _Moved(needed)
@@ -108,9 +108,11 @@ def _swap(conn: Connection, spec: TableSpec, c: Conversion, action: Action, ctx:
     found = s.check(c.check)
     if found is None or not found.validated:
         raise StalePlan(f"{spec.table}: constraint {c.check} is missing or not validated; run plan again")
-    for statement in swap_statements(conn, spec, c, s):
-        conn.execute(statement)
-    audit.record_all(conn, ctx, spec.table, [action], space)
+    statements = swap_statements(conn, spec, c, s)
+    with conn.pipeline():  # one round trip for the lot: the table's writers wait for the server's work alone
+        for statement in statements:
+            conn.execute(statement)
+        audit.record_all(conn, ctx, spec.table, [action], space)
 
 
 def swap_statements(conn: Connection, spec: TableSpec, c: Conversion, s: Survey) -> list[sql.Composable]:

@@ -221,9 +221,10 @@ ORDER BY 1
 """
 
 
-def read(cur: Cursor, table: TableRef, oid: int, key: str) -> Survey:
+def read(cur: Cursor, table: TableRef, oid: int, key: str, *, rows: bool = True) -> Survey:
     """The survey of one plain table, in the caller's transaction (which sets search_path '' so that every
-    definition is deparsed fully qualified)."""
+    definition is deparsed fully qualified). rows=False leaves out the two questions about the rows (largest key,
+    NULL keys): under the swap's lock the validated CHECK answers them, and the lock is held for less."""
     cur.execute("SELECT set_config('search_path', '', true)")
     cur.execute(_BASICS, {"oid": oid, "key": key})
     (attnum, type_name, not_null, owner, persistence, typed, inherits, replident, comment, rls, force_rls,
@@ -246,7 +247,7 @@ def read(cur: Cursor, table: TableRef, oid: int, key: str) -> Survey:
         others=tuple(r[0] for r in _rows(cur, _OTHERS, params)),
         **_rewrites(cur, params),
     )
-    if attnum is None:
+    if attnum is None or not rows:
         return survey
     return _with_keys(cur, survey, table, key)
 
