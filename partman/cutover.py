@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+import psycopg
 from psycopg import Connection, sql
 
 from . import audit, survey as surveys
 from .conversion import Conversion, refusals
 from .ddl import ident, literal
-from .errors import PartmanError, StalePlan
+from .errors import Blocked, PartmanError, StalePlan
 from .lock import Ladder, with_retries
-from .model import TableRef
+from .model import TableRef, iso
 from .naming import fit
 from .plan import Action
 from .spec import TableSpec
@@ -58,7 +59,7 @@ def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> 
     """The CHECK, added NOT VALID (an instant of ACCESS EXCLUSIVE), then validated (SHARE UPDATE EXCLUSIVE);
     returns the survey read before it, whose other relations the swap locks first."""
     table, key = spec.table, sql.Identifier(spec.partition_key)
-    now = with_retries(conn, ladder, f"{table}: conversion", lambda: _look(conn, spec))
+    now = with_retries(conn, ladder, f"{table}: conversion", lambda: _look(conn, spec, rows=False))
     found = now.check(c.check)
     if found is None:
         bound = sql.SQL("{} < {}").format(key, literal(c.cutover, end=True))
@@ -68,9 +69,21 @@ def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> 
             "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(ident(table), sql.Identifier(c.check), bound)))
     elif found.validated:
         return now
-    with_retries(conn, ladder, f"{table}: validate {c.check}", lambda: _unbounded(conn, sql.SQL(
-        "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(ident(table), sql.Identifier(c.check))))
+    try:
+        with_retries(conn, ladder, f"{table}: validate {c.check}", lambda: _unbounded(conn, sql.SQL(
+            "ALTER TABLE {} VALIDATE CONSTRAINT {}").format(ident(table), sql.Identifier(c.check))))
+    except psycopg.errors.CheckViolation:
+        _withdraw(conn, table, c, ladder)
+        raise Blocked(f"{table}: a row at or after the cutover {iso(c.cutover)} (or without a key) arrived after the"
+                      f" plan was made; constraint {c.check} was removed again and nothing else changed: run plan"
+                      " again for a later cutover") from None
     return now
+
+
+def _withdraw(conn: Connection, table: TableRef, c: Conversion, ladder: Ladder) -> None:
+    """The CHECK cannot be proven: it goes, so that it stops refusing the application's inserts."""
+    with_retries(conn, ladder, f"{table}: drop {c.check}", lambda: conn.execute(sql.SQL(
+        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(ident(table), sql.Identifier(c.check))))
 
 
 def _unbounded(conn: Connection, statement: sql.Composable) -> None:

@@ -430,21 +430,21 @@ BEGIN
         END IF;
         managed := EXISTS (SELECT 1 FROM ${partitioning.state_schema}.partition_log l
                             WHERE l.parent_schema = pschema AND l.parent_name = pname AND l.dropped_at IS NULL
-                              AND l.range_start = p.range_start AND l.range_end = p.range_end);
+                              AND l.range_start = coalesce(p.range_start, '-infinity') AND l.range_end = coalesce(p.range_end, 'infinity'));
         IF cutoff IS NOT NULL AND p.range_end IS NOT NULL AND p.range_end <= cutoff THEN
             IF managed THEN
                 PERFORM ${partitioning.state_schema}.partman_ddl(format('ALTER TABLE %s DETACH PARTITION %I.%I', p_parent, p.schema_name, p.table_name));
                 UPDATE ${partitioning.state_schema}.partition_log SET detached_at = p_at
-                 WHERE parent_schema = pschema AND parent_name = pname AND range_start = p.range_start
-                   AND range_end = p.range_end AND dropped_at IS NULL;
+                 WHERE parent_schema = pschema AND parent_name = pname AND range_start = coalesce(p.range_start, '-infinity')
+                   AND range_end = coalesce(p.range_end, 'infinity') AND dropped_at IS NULL;
                 PERFORM ${partitioning.state_schema}.partman_audit('detach', p.schema_name, p.table_name, p.range_start, p.range_end, p_parent, 'retention');
                 RAISE NOTICE 'partman: detached %.% (retention)', quote_ident(p.schema_name), quote_ident(p.table_name);
                 detached := detached + 1;
                 IF grace = interval '0' THEN
                     PERFORM ${partitioning.state_schema}.partman_ddl(format('DROP TABLE %I.%I', p.schema_name, p.table_name));
                     UPDATE ${partitioning.state_schema}.partition_log SET dropped_at = p_at
-                     WHERE parent_schema = pschema AND parent_name = pname AND range_start = p.range_start
-                       AND range_end = p.range_end AND dropped_at IS NULL;
+                     WHERE parent_schema = pschema AND parent_name = pname AND range_start = coalesce(p.range_start, '-infinity')
+                       AND range_end = coalesce(p.range_end, 'infinity') AND dropped_at IS NULL;
                     PERFORM ${partitioning.state_schema}.partman_audit('drop', p.schema_name, p.table_name, p.range_start, p.range_end, p_parent, 'retention_grace_elapsed');
                     dropped := dropped + 1;
                 END IF;

@@ -183,3 +183,28 @@ def test_foreign_keys_left_not_valid_by_an_interrupted_swap_are_proven_by_the_ne
     assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'replies_event_id_event_at_fkey'"
                         " AND conparentid = 0").fetchone()[0]
     assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0
+
+
+def test_a_row_past_the_cutover_arriving_after_the_plan_blocks_the_conversion_and_leaves_no_check(
+        capsys, workdir, db_url, conn, events):
+    assert cli(capsys, db_url, "plan", "--out", "plan.json").code == 0
+    conn.execute("INSERT INTO events (at, user_id) VALUES ('2027-07-01Z', 1)")  # after the plan, before the CHECK
+    result = run_cli(capsys, "apply", "plan.json", "--database-url", db_url)
+    assert result.code == 3, result.err
+    assert "a row at or after the cutover 2027-03-01T00:00:00+00:00" in result.err
+    assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'events_partman_cutover'").fetchone()[0] == 0
+    conn.execute("INSERT INTO events (at, user_id) VALUES ('2027-08-01Z', 1)")  # the application is not refused
+    doc = json.loads(cli(capsys, db_url, "plan", "--format", "json").out)
+    assert doc["tables"][0]["conversion"]["cutover"] == "2027-09-01T00:00:00+00:00"
+
+
+def test_the_sql_face_retires_the_legacy_partition_like_partman(capsys, server, workdir, db_url, conn, events):
+    from test_sql_face import migrate
+
+    write_spec(workdir / "specs", spec(retention="3 months", retention_grace="0 days"), "events.yaml")
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    migrate(server, db_url, prefix="events", interval_months="1", retention_months="3")
+    conn.execute("DROP TABLE replies")  # references into a retiring partition block any detach (retention and foreign keys: issue 11)
+    conn.execute("SELECT manage_partitions('events', '2027-06-02T00:00Z')")
+    assert conn.execute("SELECT to_regclass('events_legacy')").fetchone()[0] is None, "detached and dropped (grace 0)"
+    assert conn.execute("SELECT dropped_at IS NOT NULL FROM partition_log WHERE partition_name = 'events_legacy'").fetchone()[0]
