@@ -61,7 +61,7 @@ def apply(options: Options, auto_approve: bool, move_default_rows: bool, allow_c
         emit(render.text(the_plan), color=True)
     if withheld:
         spec_args = " ".join(map(str, options.paths))
-        OUT.warn(f"error: {session.env} is protected: {plural(withheld, 'detach/drop action')} withheld (and the creates"
+        OUT.warn(f"error: {session.env} is protected: {plural(withheld, 'detach/drop/convert action')} withheld (and the creates"
                  f" that need them); apply them from a reviewed plan: partman plan {spec_args} --env {session.env}"
                  " --out plan.json, then partman apply plan.json [PM305]")
     failed = Exit.ERROR if the_plan.errors or withheld else Exit.OK
@@ -320,4 +320,38 @@ def dev_reset(project_file: Optional[Path], yes: bool) -> int:
         OUT.info(f"deleted the dev database ({where})")
     else:
         OUT.info(f"there is no dev database to delete ({where})")
+    return Exit.OK
+
+
+def import_pg_partman(options: Options, schema: str, out: Path, force: bool) -> int:
+    """One spec per pg_partman set partman can express; a warning line for each other one. A file that exists
+    is refused (unless force) before anything is written."""
+    from . import pgpartman
+
+    project = load_project(options)
+    session = Session.connect(options, project, env_of(project, options.env), [])
+    source = pgpartman.read(session.conn, schema, lock_timeout_ms=session.ladder.wait_ms)
+    outcomes = pgpartman.convert(source, str(out))
+    if not force:
+        pgpartman.refuse_overwrite(outcomes, out)
+    for skipped in (o for o in outcomes if isinstance(o, pgpartman.Skipped)):
+        OUT.warn(f"warning: {skipped.table}: not imported: {skipped.reason}")
+    written = pgpartman.write(outcomes, out)
+    for path in written:
+        OUT.info(f"wrote {path}")
+    if not source.sets:
+        OUT.warn(f"{schema}.part_config holds no partition sets; nothing written")
+    elif written and not OUT.quiet:
+        OUT.warn(f"Imported {len(written)} of {plural(len(source.sets), 'pg_partman set')}; next: partman plan {out}"
+                 " (expect ~ adopt lines), then partman apply, then remove the sets from part_config")
+    return Exit.OK
+
+
+def exclusions(options: Options, fmt: str) -> int:
+    from . import exclusions as excl
+
+    session = Session.open(options)
+    tables = [s.table for s in session.specs]
+    managed = excl.read(session.conn, session.state_schema, tables, lock_timeout_ms=session.ladder.wait_ms)
+    emit(excl.render(excl.build(tables, managed), fmt, session.env), color=False)
     return Exit.OK

@@ -131,6 +131,9 @@ def _table(
                 findings.append(Finding(Kind.GAP, f"no partition covers [{iso(gap.start)}, {iso(gap.end)})"))
     for n in tp.unmanaged:
         findings.append(Finding(Kind.UNMANAGED, n.why, str(n.partition)))
+    adopting = [a for a in tp.actions if a.kind is ActionKind.ADOPT]
+    for a in adopting:
+        findings.append(Finding(Kind.UNMANAGED, "not in partition_log yet: apply adopts it (adopt: existing)", str(a.partition)))
     for a in tp.actions:
         if a.kind is ActionKind.DETACH:
             findings.append(Finding(Kind.EXPIRED, "expired: retention should have detached it", str(a.partition)))
@@ -152,7 +155,7 @@ def _table(
         runway_seconds=runway,
         min_runway_seconds=floor,
         missing=len(creates),
-        unmanaged=len(tp.unmanaged),
+        unmanaged=len(tp.unmanaged) + len(adopting),
         default_rows=rows,
         findings=tuple(findings),
     )

@@ -41,6 +41,9 @@ class Reason(str, Enum):
 APPLY_ORDER = {ActionKind.CONVERT: -1, ActionKind.ADOPT: 0, ActionKind.DETACH: 1, ActionKind.DROP: 2, ActionKind.REATTACH: 3, ActionKind.CREATE: 4}
 # Actions that take a partition away: withheld in a protected environment, reviewed in markdown.
 DESTRUCTIVE = (ActionKind.DETACH, ActionKind.DROP)
+# What a protected environment runs only from a reviewed plan file: what takes partitions away, and a conversion
+# (it renames the table and re-creates what hangs on it).
+REVIEWED = DESTRUCTIVE + (ActionKind.CONVERT,)
 # Actions a plan shows with a row figure: what leaves with its rows, and what comes back with them.
 ROW_FIGURED = (ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH)
 
@@ -205,6 +208,8 @@ class TablePlan:
 
     def without_destructive(self) -> "TablePlan":
         """This plan with its detaches and drops withheld, and with the creates that needed them."""
+        if any(a.kind is ActionKind.CONVERT for a in self.actions):
+            return replace(self, actions=(), config=None, conversion=None)  # nothing of a table not yet converted
         withheld = [a for a in self.actions if a.kind in DESTRUCTIVE]
         kept = tuple(
             a for a in self.actions
@@ -282,7 +287,7 @@ class Plan:
 
     @property
     def destructive(self) -> int:
-        return sum(1 for t in self.tables for a in t.actions if a.kind in DESTRUCTIVE)
+        return sum(1 for t in self.tables for a in t.actions if a.kind in REVIEWED)
 
     def summary(self) -> dict[str, int]:
         return {kind.value: sum(t.count(kind) for t in self.tables) for kind in ActionKind}

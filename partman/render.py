@@ -8,7 +8,7 @@ import json
 from .console import plural
 from .drift import Kind as DriftKind, days as drift_days
 from .model import Bounds, iso
-from .plan import DESTRUCTIVE, Action, ActionKind, Plan, Reason, TablePlan
+from .plan import REVIEWED, Action, ActionKind, Plan, Reason, TablePlan
 
 _SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+", ActionKind.ADOPT: "~", ActionKind.CONVERT: "~"}
 
@@ -151,7 +151,7 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
         lines += [f"- `{table}`: {_md(error)}" for table, error in errors]
     attention = [
         (a.kind.value, t.table, a.partition, a.bounds, a.reason.value, _rows(a))
-        for t in plan.tables for a in t.actions if a.kind in DESTRUCTIVE
+        for t in plan.tables for a in t.actions if a.kind in REVIEWED
     ] + [("kept", t.table, n.partition, n.bounds, f"{n.code} {n.why}", "") for t in plan.tables for n in t.kept]
     if attention:
         lines += ["", "| | partition | range | why | rows |", "|---|---|---|---|---|"]

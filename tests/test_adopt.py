@@ -158,3 +158,15 @@ def test_retention_keep_table_detaches_and_never_drops(capsys, workdir, db_url, 
     assert cli(capsys, db_url, "apply", "2027-05-15T00:00Z", "--auto-approve").code == 0
     assert conn.execute("SELECT count(*) FROM bookings_2026_01").fetchone()[0] == 1, "a year on, still there"
     assert "- drop" not in cli(capsys, db_url, "plan", "2027-05-16T00:00Z").out
+
+
+def test_drift_counts_partitions_awaiting_adoption_as_unmanaged(capsys, workdir, db_url, conn):
+    conn.execute(HAND_MADE)
+    write_spec(workdir / "specs", spec_data(premake="2 months", adopt="existing"))
+    drift = cli(capsys, db_url, "drift", NOW, "--format", "json")
+    assert drift.code == 2
+    (table,) = json.loads(drift.out)["tables"]
+    assert table["unmanaged_partitions"] == 4
+    assert cli(capsys, db_url, "apply", NOW, "--auto-approve").code == 0
+    (table,) = json.loads(cli(capsys, db_url, "drift", NOW, "--format", "json").out)["tables"]
+    assert table["unmanaged_partitions"] == 0

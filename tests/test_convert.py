@@ -208,3 +208,16 @@ def test_the_sql_face_retires_the_legacy_partition_like_partman(capsys, server, 
     conn.execute("SELECT manage_partitions('events', '2027-06-02T00:00Z')")
     assert conn.execute("SELECT to_regclass('events_legacy')").fetchone()[0] is None, "detached and dropped (grace 0)"
     assert conn.execute("SELECT dropped_at IS NOT NULL FROM partition_log WHERE partition_name = 'events_legacy'").fetchone()[0]
+
+
+def test_a_protected_environment_converts_only_from_a_reviewed_plan_file(capsys, workdir, db_url, conn, events):
+    (workdir / "partman.yaml").write_text("environments:\n  prod: {protected: true}\n")
+    write_spec(workdir / "specs", spec(environments={"prod": {}}), "events.yaml")
+    ad_hoc = cli(capsys, db_url, "apply", "--env", "prod", "--auto-approve")
+    assert ad_hoc.code == 1 and "prod is protected: 1 detach/drop/convert action withheld" in ad_hoc.err
+    assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'events'::regclass").fetchone()[0] == "r"
+    assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'events_partman_cutover'").fetchone()[0] == 0
+    assert cli(capsys, db_url, "plan", "--env", "prod", "--out", "plan.json").code == 0
+    reviewed = run_cli(capsys, "apply", "plan.json", "--database-url", db_url)
+    assert reviewed.code == 0, reviewed.err
+    assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'events'::regclass").fetchone()[0] == "p"
