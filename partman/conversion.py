@@ -193,6 +193,12 @@ def _table_refusals(t: TableRef, key: str, s: Survey) -> list[str]:
         found.append(f"{t} is a typed table (CREATE TABLE … OF type); fix: ALTER TABLE {t} NOT OF")
     if s.inherits:
         found.append(f"{t} is part of an inheritance tree; fix: ALTER TABLE … NO INHERIT its parents and children")
+    if s.key_infinite:
+        found.append(f"{t}: a row's {key} is 'infinity', past any partition bound; fix: UPDATE those rows to a real"
+                     f" value (or DELETE them) WHERE {key} = 'infinity'")
+    for ref in s.not_owned:
+        found.append(f"{t}: the conversion alters {ref}, which the connected role does not own; fix: run partman as"
+                     f" its owner (or a member of that role), or GRANT the owner's role to it")
     if s.key_has_nulls:
         found.append(f"{t}: partition key {key} is nullable and holds NULLs, which no range partition can hold; fix:"
                      f" UPDATE or DELETE the rows WHERE {key} IS NULL, then ALTER TABLE {t} ALTER COLUMN {key} SET NOT NULL")

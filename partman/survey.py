@@ -107,6 +107,8 @@ class Survey:
     others: tuple[str, ...] = ()  # every other dependent object, described by the server
     max_key: Optional[KeyValue] = None
     key_has_nulls: bool = False
+    key_infinite: bool = False  # some row's key is 'infinity', which no partition bound can exceed
+    not_owned: tuple[TableRef, ...] = ()  # other relations the swap alters that the connected role does not own
 
     def check(self, name: str) -> Optional[Constraint]:
         return next((c for c in self.constraints if c.name == name and c.kind == "c" and not c.incoming), None)
@@ -247,6 +249,7 @@ def read(cur: Cursor, table: TableRef, oid: int, key: str, *, rows: bool = True)
         others=tuple(r[0] for r in _rows(cur, _OTHERS, params)),
         **_rewrites(cur, params),
     )
+    survey = replace(survey, not_owned=_not_owned(cur, survey))
     if attnum is None or not rows:
         return survey
     return _with_keys(cur, survey, table, key)
@@ -255,6 +258,18 @@ def read(cur: Cursor, table: TableRef, oid: int, key: str, *, rows: bool = True)
 def _rows(cur: Cursor, query: str, params: dict) -> list[tuple]:
     cur.execute(query, params)
     return cur.fetchall()
+
+
+def _not_owned(cur: Cursor, survey: Survey) -> tuple[TableRef, ...]:
+    """The swap alters views and referencing tables, which only their owners (or members of them) may do."""
+    others = [ref for ref, mode in survey.others_locked() if mode == "ACCESS EXCLUSIVE"]
+    if not others:
+        return ()
+    cur.execute("SELECT r.s, r.n FROM unnest(%s::text[], %s::text[]) AS r(s, n)"
+                " JOIN pg_namespace n ON n.nspname = r.s JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.n"
+                " WHERE NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1, 2",
+                ([r.schema for r in others], [r.name for r in others]))
+    return tuple(TableRef(s, n) for s, n in cur.fetchall())
 
 
 def _rewrites(cur: Cursor, params: dict) -> dict:
@@ -275,6 +290,8 @@ def _with_keys(cur: Cursor, survey: Survey, table: TableRef, key: str) -> Survey
     lacks one: the two facts about the rows that the cutover and the refusal rest on."""
     column, rel = sql.Identifier(key), sql.Identifier(table.schema, table.name)
     nulls = sql.SQL("false") if survey.key_not_null else sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(rel, column)
-    cur.execute(sql.SQL("SELECT max({}), {} FROM {}").format(column, nulls, rel))
-    max_key, has_nulls = cur.fetchone()
-    return replace(survey, max_key=max_key, key_has_nulls=bool(has_nulls))
+    # 'infinity' is larger than any bound and cannot be read as a Python value: it is told apart, not read.
+    cur.execute(sql.SQL("SELECT CASE WHEN isfinite(m) THEN m END, m IS NOT NULL AND NOT isfinite(m), {}"
+                        " FROM (SELECT max({}) AS m FROM {}) AS k").format(nulls, column, rel))
+    max_key, infinite, has_nulls = cur.fetchone()
+    return replace(survey, max_key=max_key, key_has_nulls=bool(has_nulls), key_infinite=bool(infinite))

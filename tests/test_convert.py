@@ -221,3 +221,26 @@ def test_a_protected_environment_converts_only_from_a_reviewed_plan_file(capsys,
     reviewed = run_cli(capsys, "apply", "plan.json", "--database-url", db_url)
     assert reviewed.code == 0, reviewed.err
     assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'events'::regclass").fetchone()[0] == "p"
+
+
+def test_a_key_of_infinity_is_refused_by_name(capsys, workdir, db_url, conn, events):
+    conn.execute("INSERT INTO events (at, user_id) VALUES ('infinity', 1)")
+    result = cli(capsys, db_url, "plan")
+    assert result.code == 1 and "a row's at is 'infinity', past any partition bound" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_a_referencing_table_the_role_does_not_own_is_refused_at_plan_time(capsys, workdir, db_url, conn, events):
+    role = f"conv_{conn.info.dbname}"
+    conn.execute(f'CREATE ROLE "{role}" LOGIN; GRANT CREATE, USAGE ON SCHEMA public TO "{role}";'
+                 f' ALTER TABLE events OWNER TO "{role}"; ALTER VIEW recent OWNER TO "{role}";'
+                 f' GRANT REFERENCES ON users TO "{role}"')
+    try:
+        as_role = psycopg.conninfo.make_conninfo(db_url, user=role)
+        result = cli(capsys, as_role, "plan")
+        assert result.code == 1
+        assert "the conversion alters public.replies, which the connected role does not own" in result.err
+        assert "public.recent" not in result.err
+    finally:
+        conn.execute(f'ALTER TABLE events OWNER TO CURRENT_USER; ALTER VIEW recent OWNER TO CURRENT_USER;'
+                     f' DROP OWNED BY "{role}"; DROP ROLE "{role}"')
