@@ -142,7 +142,7 @@ def history(
     env: Env = None, tables: Tables = None,
     since: Annotated[Optional[str], typer.Option("--since", metavar="AGE|DATE", help="Only newer actions: 30d, 12h, 2w, or an ISO date.")] = None,
     actions: Annotated[Optional[List[str]], typer.Option("--action", metavar="ACTION", autocompletion=choices(
-        "create_table", "create", "detach", "drop", "reattach", "config"), help="Only this action; repeatable.")] = None,
+        "create_table", "create", "detach", "drop", "reattach", "adopt", "convert", "config"), help="Only this action; repeatable.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, max=1_000_000_000, metavar="N", help="At most N actions.")] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="[text|json]", autocompletion=choices("text", "json"), help="How to print.")] = "text",
     project: Project = None, database_url: Url = None, state_schema: Schema = None,
@@ -157,6 +157,26 @@ def history(
     choice(fmt, "--format", "text", "json")
     told = options([], env, project, database_url, state_schema, tables=tables)
     raise typer.Exit(_commands().history(told, fmt, since, actions or [], limit))
+
+
+@app.command()
+def exclusions(
+    specs: Specs, env: Env = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="[regex|atlas|pg_dump|json]",
+                                     autocompletion=choices("regex", "atlas", "pg_dump", "json"), help="Which tool's syntax.")] = "regex",
+    tables: Tables = None, project: Project = None, database_url: Url = None, state_schema: Schema = None,
+) -> None:
+    """Print the partitions partman manages, and patterns for the ones it will make, for schema tools to leave alone.
+
+    \b
+    Examples:
+      partman exclusions specs/ --env prod                    # one anchored regex per line
+      partman exclusions specs/ --env prod --format atlas     # exclude = [...] for atlas.hcl
+      partman exclusions specs/ --env prod --format pg_dump | xargs pg_dump -d "$DATABASE_URL" -f schema.sql
+    """
+    choice(fmt, "--format", "regex", "atlas", "pg_dump", "json")
+    told = options(specs, env, project, database_url, state_schema, tables=tables)
+    raise typer.Exit(_commands().exclusions(told, fmt))
 
 
 sql_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
@@ -185,6 +205,32 @@ def schema() -> None:
       partman schema > partman.schema.json
     """
     raise typer.Exit(_commands().schema())
+
+
+import_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
+                         help="Write specs from another tool's configuration, for partman to take its tables over.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("pg-partman")
+def import_pg_partman(
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", show_default=False,
+                                      help="Directory for the specs, one <schema>.<table>.yaml per set (made if missing).")],
+    schema: Annotated[str, typer.Option("--schema", metavar="SCHEMA", help="Schema pg_partman is installed in (its part_config).")] = "partman",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite spec files that exist.")] = False,
+    env: Env = None, project: Project = None, database_url: Url = None,
+) -> None:
+    """Write a spec for each time-based set in pg_partman's part_config (4.x or 5.x), with adopt: existing;
+    sets partman cannot express are named on stderr, one line each. Reads only; changes nothing.
+
+    \b
+    Examples:
+      partman import pg-partman --out specs/ --database-url "$DATABASE_URL"
+      partman import pg-partman --schema partman --out specs/ --env prod
+      partman plan specs/ --env prod                     # then: ~ adopt lines, nothing to create or drop
+    """
+    told = options([], env, project, database_url, None)
+    raise typer.Exit(_commands().import_pg_partman(told, schema, out, force))
 
 
 dev_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
@@ -224,7 +270,7 @@ def dev_reset(project: Project = None, yes: Annotated[bool, typer.Option("--yes"
 
 @app.command("help")
 def help_(command: Annotated[Optional[List[str]], typer.Argument(metavar="[COMMAND...]")] = None) -> None:
-    """Show the help of partman or of one of its _commands()."""
+    """Show the help of partman or of one of its commands."""
     raise typer.Exit(_run([*(command or []), "--help"]))
 
 

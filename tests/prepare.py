@@ -1,7 +1,8 @@
 """What the test command prepares before any test runs (in the xdist controller, once).
 
 PostgreSQL 15 tests need Debian's postgresql-15 and postgresql-client-15 (the second server version) and
-postgresql-15-plpgsql-check (tests/test_sql_lint.py). As root with apt-get, the missing ones are installed;
+postgresql-15-plpgsql-check (tests/test_sql_lint.py) and postgresql-15-partman (pg_partman 4.7.2, for
+tests/test_import_pg_partman.py). As root with apt-get, the missing ones are installed;
 otherwise the run stops at once with one line saying what to install. As root the servers run as an unprivileged
 user, made here once (pgcluster.ensure_user stays safe for other entry points)."""
 
@@ -18,6 +19,7 @@ import pytest
 import pgcluster
 
 PLPGSQL_CHECK_CONTROL = Path("/usr/share/postgresql/15/extension/plpgsql_check.control")
+PG_PARTMAN_CONTROL = Path("/usr/share/postgresql/15/extension/pg_partman.control")
 EXIT_CODE = 4  # the run cannot start: pytest's "usage error", never a test result
 
 
@@ -31,6 +33,8 @@ def missing_packages() -> list[str]:
         need.append("postgresql-client-15")
     if not PLPGSQL_CHECK_CONTROL.exists():
         need.append("postgresql-15-plpgsql-check")
+    if not PG_PARTMAN_CONTROL.exists():
+        need.append("postgresql-15-partman")
     return need
 
 
@@ -92,6 +96,7 @@ def skip_pg15_only_tests(items: Sequence[pytest.Item], servers: Sequence[str]) -
     need = None
     for item in items:
         if item.path.name == "test_sql_lint.py":
-            need = missing_packages() if need is None else need
+            # pg_partman is not what the lint needs
+            need = [p for p in missing_packages() if p != "postgresql-15-partman"] if need is None else need
             if need:
                 item.add_marker(pytest.mark.skip(reason=f"PostgreSQL 15 not selected and {' '.join(need)} missing"))

@@ -15,7 +15,8 @@ from helpers import spec_data, write_spec
 
 NOW = "2027-02-15T12:00:00Z"
 COMMANDS = [["validate"], ["plan"], ["apply"], ["drift"], ["history"], ["schema"], ["help"], ["sql"], ["sql", "render"],
-            ["dev"], ["dev", "status"], ["dev", "url"], ["dev", "psql"], ["dev", "stop"], ["dev", "reset"]]
+            ["dev"], ["dev", "status"], ["dev", "url"], ["dev", "psql"], ["dev", "stop"], ["dev", "reset"],
+            ["exclusions"], ["import"], ["import", "pg-partman"]]
 
 
 def test_version_names_partman_and_the_libpq_it_uses_and_exits_0(capsys):
