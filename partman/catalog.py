@@ -349,14 +349,15 @@ def _unproven(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableS
 
 
 def _surveys(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, Any]:
-    """What hangs on each plain table a spec converts: a fixed number of statements per such table, none at all
-    for the tables that are partitioned already."""
-    wanted = [s for s in specs if s.convert and tables[s.table].oid is not None and tables[s.table].strategy is None]
+    """What hangs on each plain table a spec names: a fixed number of statements per such table, none at all for
+    the tables that are partitioned already. The rows are read only where the spec converts (the cutover rests
+    on them); for the others the survey says whether an interrupted conversion left its CHECK."""
+    wanted = [s for s in specs if tables[s.table].oid is not None and tables[s.table].strategy is None]
     if not wanted:
         return {}
     from . import survey
 
-    return {s.table: survey.read(cur, s.table, tables[s.table].oid, s.partition_key) for s in wanted}
+    return {s.table: survey.read(cur, s.table, tables[s.table].oid, s.partition_key, rows=s.convert) for s in wanted}
 
 
 def _with_missing_types(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:

@@ -110,7 +110,7 @@ def plan_table(
     try:
         if spec.convert and state.oid is not None and state.strategy is None:
             return _plan_conversion(spec, state, survey, now, taken)
-        planned = _plan_table(spec, state, has_rows, now, taken, busy)
+        planned = _plan_table(spec, state, has_rows, now, taken, busy, survey)
         return _finish_conversion(planned, unproven) if unproven and not planned.errors else planned
     except (OverflowError, ValueError) as exc:
         if "range" not in str(exc) and not isinstance(exc, OverflowError):
@@ -124,7 +124,7 @@ def plan_table(
 
 def _plan_table(
     spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef],
-    busy: frozenset[int],
+    busy: frozenset[int], survey=None,
 ) -> TablePlan:
     base = dict(
         table=spec.table,
@@ -133,7 +133,7 @@ def _plan_table(
         observation=Observation(partial(observed_state, spec, state, has_rows, now)),
         observed_digest=state.digest,
     )
-    errors = _check_parent(spec, state)
+    errors = _check_parent(spec, state, survey)
     layout = None if errors else _layout(spec, state)
     if layout is None:
         return TablePlan(key_type=None, errors=tuple(errors), **base)
@@ -386,7 +386,7 @@ def _span3(span: Optional[Span]) -> Optional[Span3]:
     return (0, span.amount * (7 if span.unit == "weeks" else 1), 0)
 
 
-def _check_parent(spec: TableSpec, state: TableState) -> list[str]:
+def _check_parent(spec: TableSpec, state: TableState, survey=None) -> list[str]:
     if state.oid is None:
         if not spec.columns:
             return [f"{spec.table} does not exist and its spec ({spec.source}) declares no columns to create it from"]
@@ -394,6 +394,13 @@ def _check_parent(spec: TableSpec, state: TableState) -> list[str]:
     if state.strategy != "range":
         if state.strategy:
             return [f"{spec.table} is partitioned by {state.strategy}; partman manages tables partitioned by range"]
+        from .conversion import check_name
+
+        left = survey.check(check_name(spec.table)) if survey is not None else None
+        if left is not None:
+            return [f"{spec.table}: an interrupted conversion left constraint {left.name} ({left.definition}), which"
+                    f" refuses rows past its bound: add `convert: attach` to its spec ({spec.source}) to finish the"
+                    f" conversion, or ALTER TABLE {spec.table} DROP CONSTRAINT {left.name} to undo it"]
         return [f"{spec.table} is not partitioned; add `convert: attach` to its spec ({spec.source}) to convert it"
                 " online, without copying a row (README: Converting a table)"]
     if state.key_columns != (spec.partition_key,):

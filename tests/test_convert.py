@@ -244,3 +244,13 @@ def test_a_referencing_table_the_role_does_not_own_is_refused_at_plan_time(capsy
     finally:
         conn.execute(f'ALTER TABLE events OWNER TO CURRENT_USER; ALTER VIEW recent OWNER TO CURRENT_USER;'
                      f' DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+def test_a_check_left_by_an_interrupted_conversion_is_named_when_the_spec_no_longer_converts(
+        capsys, workdir, db_url, conn, events):
+    conn.execute("ALTER TABLE events ADD CONSTRAINT events_partman_cutover CHECK (at < '2027-03-01Z') NOT VALID")
+    write_spec(workdir / "specs", {k: v for k, v in spec().items() if k != "convert"}, "events.yaml")
+    result = cli(capsys, db_url, "plan")
+    assert result.code == 1
+    assert "an interrupted conversion left constraint events_partman_cutover" in result.err
+    assert "ALTER TABLE public.events DROP CONSTRAINT events_partman_cutover to undo it" in result.err
