@@ -169,10 +169,9 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
     """The decided plan: creates that need no drop, re-attaches, each detach or drop, then the creates that
     needed them. done grows as each transaction commits, so a failure reports what was completed."""
     space = KeySpace(todo.key_type, spec.timezone)
-    for action in [a for a in todo.actions if a.kind is ActionKind.CONVERT]:
-        from . import cutover
-
-        cutover.carry_out(conn, spec, todo.conversion, action, ctx, ladder, space, on_swapped=lambda: done.append(action))
+    converting = [a for a in todo.actions if a.kind is ActionKind.CONVERT]
+    if converting and todo.converting:
+        _convert(conn, todo, spec, ctx, ladder, space, converting[0], done)
     leaving = [a for a in todo.actions if a.kind in DESTRUCTIVE]
     returning = [a for a in todo.actions if a.kind is ActionKind.REATTACH]
     creates = [a for a in todo.actions if a.kind is ActionKind.CREATE]
@@ -205,6 +204,15 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, first=False)
     for partition in filled:
         moves.analyze(conn, partition, ladder)
+    if converting and not todo.converting:  # proving foreign keys an earlier swap re-pointed: after the rest,
+        _convert(conn, todo, spec, ctx, ladder, space, converting[0], done)  # so a failure there costs nothing else
+
+
+def _convert(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Context, ladder: Ladder, space: KeySpace,
+             action: Action, done: list[Action]) -> None:
+    from . import cutover
+
+    cutover.carry_out(conn, spec, todo.conversion, action, ctx, ladder, space, on_swapped=lambda: done.append(action))
 
 
 def _progress(message: str, done: list[Action]) -> str:
@@ -255,7 +263,7 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
     it does no more than what was shown."""
     state = snap.tables[spec.table]
     if exact:
-        now = planner.observed_state(spec, state, snap.has_rows, plan.now)
+        now = planner.observed_state(spec, state, snap.has_rows, plan.now, snap.surveys.get(spec.table))
         moved = what_moved(str(shown.table), shown.observed, now)
         if moved:
             # One finding per line, each naming its object: a refusal over 15 partitions stays readable.

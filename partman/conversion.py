@@ -82,11 +82,15 @@ def check_name(table: TableRef) -> str:
 def plan(spec: TableSpec, survey: Survey, now, taken: set[TableRef]) -> tuple[Optional[Conversion], list[str]]:
     """The conversion of spec's table as its survey shows it, or why it cannot be done (one line per object,
     each with its fix). Pure: the survey was read in the plan's snapshot."""
-    errors = refusals(spec, survey)
-    if errors:
-        return None, errors
     name = check_name(spec.table)
     existing = survey.check(name)
+    errors = refusals(spec, survey)
+    if errors:
+        if existing is not None:
+            errors.append(f"{spec.table}: constraint {name}, from an earlier attempt, is still on the table and refuses"
+                          f" rows past its bound; fix what is named here and apply again, or ALTER TABLE {spec.table}"
+                          f" DROP CONSTRAINT {name}")
+        return None, errors
     cutover = check_bound(existing.definition, spec.partition_key, survey.key_type) if existing else None
     if existing and cutover is None:
         return None, [f"{spec.table}: constraint {name} exists but is not partman's cutover check ({existing.definition});"
@@ -96,19 +100,23 @@ def plan(spec: TableSpec, survey: Survey, now, taken: set[TableRef]) -> tuple[Op
     steps = []
     key = spec.partition_key
     if existing is None:
-        steps.append(Step(StepKind.CHECK, f"ALTER TABLE {spec.table} ADD CONSTRAINT {name} CHECK ({key} < {iso(cutover)})"
-                          " NOT VALID", f"ACCESS EXCLUSIVE on {spec.table} for an instant; waits at most one ladder step"))
+        proof = f"{key} < {iso(cutover)}" if survey.key_not_null else f"{key} IS NOT NULL AND {key} < {iso(cutover)}"
+        steps.append(Step(StepKind.CHECK, f"ALTER TABLE {spec.table} ADD CONSTRAINT {name} CHECK ({proof}) NOT VALID:"
+                          " from here on, inserts past the cutover" + ("" if survey.key_not_null else " or without a key")
+                          + " are refused", f"ACCESS EXCLUSIVE on {spec.table} for an instant; waits at most one ladder step"))
     if existing is None or not existing.validated:
-        rows = f" (~{survey.rows_estimate:,} rows)" if survey.rows_estimate is not None else ""
+        rows = f" (~{survey.rows_estimate:,} rows)" if survey.rows_estimate is not None else " (no statistics yet)"
         steps.append(Step(StepKind.VALIDATE, f"ALTER TABLE {spec.table} VALIDATE CONSTRAINT {name}: reads every row{rows}",
                           f"SHARE UPDATE EXCLUSIVE on {spec.table}: writers and readers go on"))
-    carried = carried_over(survey)
+    carried = carried_over(survey, name)
     others = "".join(f", {mode} on {ref}" for ref, mode in survey.others_locked())
     steps.append(Step(
         StepKind.SWAP,
         f"rename {spec.table} to {legacy.name}, create the partitioned {spec.table}, attach {legacy.name} FOR VALUES"
         f" FROM (MINVALUE) TO ({iso(cutover)}) without a scan" + (f"; carry over {', '.join(carried)}" if carried else ""),
-        f"one transaction: ACCESS EXCLUSIVE on {spec.table}{others}; each lock waits at most one ladder step"))
+        f"one transaction: ACCESS EXCLUSIVE on {spec.table}{others}"
+        + "".join(f", ACCESS EXCLUSIVE on the view {v.ref} (re-created)" for v in survey.views)
+        + "; each lock waits at most one ladder step"))
     for fk in survey.incoming:
         steps.append(Step(StepKind.VALIDATE_FK, f"ALTER TABLE {fk.table} VALIDATE CONSTRAINT {fk.name} (re-pointed at the"
                           " new parent NOT VALID in the swap)", f"SHARE UPDATE EXCLUSIVE on {fk.table}: writers go on"))
@@ -132,8 +140,14 @@ def choose_cutover(spec: TableSpec, survey: Survey, now) -> KeyValue:
 # pg_get_constraintdef of partman's CHECK: ((key < v)), or (((key IS NOT NULL) AND (key < v))) for a nullable key,
 # which the ATTACH needs to prove the partition constraint (it includes key IS NOT NULL) without a scan.
 _VALUE = r"(?P<value>'(?:[^']|'')*'(?:::[a-z ]+)?)"
-_CHECK_DEFS = (re.compile(r"^CHECK \(\((?P<key>\S+) < " + _VALUE + r"\)\)$"),
-               re.compile(r"^CHECK \(\(\((?P<nn>\S+) IS NOT NULL\) AND \((?P<key>\S+) < " + _VALUE + r"\)\)\)$"))
+_NAME = r'(?:"(?:[^"]|"")+"|[^\s()"]+)'  # an identifier as the server prints it: bare, or quoted with "" inside
+_CHECK_DEFS = (re.compile(r"^CHECK \(\((?P<key>" + _NAME + r") < " + _VALUE + r"\)\)$"),
+               re.compile(r"^CHECK \(\(\((?P<nn>" + _NAME + r") IS NOT NULL\) AND \((?P<key>" + _NAME + r") < "
+                          + _VALUE + r"\)\)\)$"))
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def check_bound(definition: str, key: str, key_type: Optional[KeyType]) -> Optional[KeyValue]:
@@ -142,7 +156,8 @@ def check_bound(definition: str, key: str, key_type: Optional[KeyType]) -> Optio
 
     text = definition.removesuffix(" NOT VALID")
     m = next((m for m in (r.match(text) for r in _CHECK_DEFS) if m), None)
-    if m is None or key_type is None or {n.strip('"') for n in m.groupdict(key).values() if n != m.group("value")} != {key}:
+    names = {_unquote(n) for k, n in m.groupdict(key).items() if k != "value"} if m else set()
+    if m is None or key_type is None or names != {key}:
         return None
     try:
         return parse_value(m.group("value"), key_type)
@@ -150,10 +165,11 @@ def check_bound(definition: str, key: str, key_type: Optional[KeyType]) -> Optio
         return None
 
 
-def carried_over(survey: Survey) -> tuple[str, ...]:
+def carried_over(survey: Survey, check: str = "") -> tuple[str, ...]:
     counts = [
         (len(survey.indexes), "index", "indexes"),
-        (len([c for c in survey.constraints if c.kind == "c" and not c.incoming]), "check constraint", "check constraints"),
+        (len([c for c in survey.constraints if c.kind == "c" and not c.incoming and c.name != check]), "check constraint",
+         "check constraints"),
         (len(survey.outgoing), "foreign key to another table", "foreign keys to other tables"),
         (len(survey.incoming), "foreign key into it", "foreign keys into it"),
         (len(survey.views), "view", "views"),
@@ -196,6 +212,14 @@ def _table_refusals(t: TableRef, key: str, s: Survey) -> list[str]:
     if s.key_infinite:
         found.append(f"{t}: a row's {key} is 'infinity', past any partition bound; fix: UPDATE those rows to a real"
                      f" value (or DELETE them) WHERE {key} = 'infinity'")
+    if not s.owner_may_create:
+        found.append(f"{t}: its owner {s.owner} has no CREATE privilege on schema {t.schema}, which the new parent"
+                     f" (given to the owner) needs; fix: GRANT CREATE ON SCHEMA {t.schema} TO {s.owner}")
+    for seq in s.sequences:
+        if seq.identity and seq.used_by:
+            found.append(f"{t}: the identity sequence {seq.ref} of column {seq.column} is also used by {seq.used_by[0]};"
+                         " the conversion replaces the identity and would drop it; fix: give that default a sequence"
+                         " of its own")
     for ref in s.not_owned:
         found.append(f"{t}: the conversion alters {ref}, which the connected role does not own; fix: run partman as"
                      f" its owner (or a member of that role), or GRANT the owner's role to it")
@@ -206,8 +230,9 @@ def _table_refusals(t: TableRef, key: str, s: Survey) -> list[str]:
         found.append(f"{t}: REPLICA IDENTITY USING INDEX is not carried over; fix: ALTER TABLE {t} REPLICA IDENTITY DEFAULT"
                      " before, and set it on the partitions after")
     for p in s.publications:
-        found.append(f"{t} is in publication {p}; fix: ALTER PUBLICATION {p} DROP TABLE {t}, convert, then ALTER"
-                     f" PUBLICATION {p} ADD TABLE {t} (with publish_via_partition_root)")
+        found.append(f"{t} is published by {p}, which would publish the legacy partition under its new name; fix:"
+                     f" ALTER PUBLICATION {p} SET (publish_via_partition_root = true), and for a FOR TABLE"
+                     f" publication DROP TABLE {t} before the conversion and ADD TABLE {t} after")
     return found
 
 
@@ -227,6 +252,14 @@ def _index_refusals(t: TableRef, key: str, s: Survey) -> list[str]:
                          f" {key}, then swap the {what} to it with ALTER TABLE … ADD CONSTRAINT … USING INDEX), and to"
                          " the foreign keys that reference it")
     for c in s.constraints:
+        if not c.validated and c.kind in ("c", "f") and not c.name.endswith(CHECK_SUFFIX):
+            where = f" of {c.table}" if c.incoming else ""
+            found.append(f"{t}: constraint {c.name}{where} is NOT VALID, which the new parent cannot take over as it"
+                         f" is; fix: ALTER TABLE {c.table} VALIDATE CONSTRAINT {c.name} (it does not block writers), or"
+                         " drop it")
+        if c.incoming and c.from_partitioned and s.server_version < 180000:
+            found.append(f"{t}: foreign key {c.name} of the partitioned table {c.table} cannot be re-pointed NOT VALID"
+                         " before PostgreSQL 18; fix: drop it before the conversion and add it again after")
         if c.kind == "c" and "NO INHERIT" in c.definition:
             found.append(f"{t}: check constraint {c.name} is NO INHERIT, which a partitioned table cannot have; fix:"
                          " drop it or make it inheritable")

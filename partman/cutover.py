@@ -10,9 +10,10 @@ import psycopg
 from psycopg import Connection, sql
 
 from . import audit, survey as surveys
-from .conversion import Conversion, refusals
+from .conversion import Conversion, check_bound, refusals
 from .ddl import ident, literal
-from .errors import Blocked, PartmanError, StalePlan
+from .errors import Blocked, LockBusy, PartmanError, StalePlan
+from .failures import first_line
 from .lock import Ladder, with_retries
 from .model import TableRef, iso
 from .naming import fit
@@ -40,7 +41,16 @@ def carry_out(conn: Connection, spec: TableSpec, conversion: Conversion, action:
     oid, kind = with_retries(conn, ladder, f"{table}: conversion", lambda: conn.execute(_STATE, (table.schema, table.name)).fetchone() or (None, None))
     if kind == "r":
         seen = _check(conn, spec, conversion, ladder)
-        _swap_with_retries(conn, spec, conversion, action, ctx, ladder, space, seen.others_locked())
+        try:
+            _swap_with_retries(conn, spec, conversion, action, ctx, ladder, space, seen.others_locked())
+        except LockBusy as exc:
+            raise LockBusy(f"{exc.message}; constraint {conversion.check} stays (it refuses rows from"
+                           f" {iso(conversion.cutover)} on): the next apply finishes the conversion") from None
+        except (PartmanError, psycopg.Error) as exc:
+            why = exc.message if isinstance(exc, PartmanError) else f"{table}: {first_line(exc)}"
+            _withdraw(conn, table, conversion, ladder)
+            raise PartmanError(f"{why}; constraint {conversion.check} was removed again, so nothing of the conversion"
+                               " remains") from None
         on_swapped()
         validate_foreign_keys(conn, table, ladder)
     elif kind == "p":  # swapped by an earlier run: what is left is proving the re-pointed foreign keys
@@ -60,7 +70,16 @@ def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> 
     returns the survey read before it, whose other relations the swap locks first."""
     table, key = spec.table, sql.Identifier(spec.partition_key)
     now = with_retries(conn, ladder, f"{table}: conversion", lambda: _look(conn, spec, rows=False))
+    errors = refusals(spec, now)
+    if errors:  # what appeared since the plan: refused before anything changes
+        raise PartmanError("; ".join(errors) + " (found at apply time; nothing changed)")
     found = now.check(c.check)
+    if found is not None and check_bound(found.definition, spec.partition_key, now.key_type) != c.cutover:
+        raise StalePlan(f"{table}: constraint {c.check} proves another cutover than the plan's; run plan again")
+    past = with_retries(conn, ladder, f"{table}: clock", lambda: conn.execute("SELECT now() >= %s", (c.cutover,)).fetchone()[0])
+    if found is None and past:
+        raise StalePlan(f"{table}: the plan's cutover {iso(c.cutover)} is already past: rows of today could not be"
+                        " inserted; run plan again")
     if found is None:
         bound = sql.SQL("{} < {}").format(key, literal(c.cutover, end=True))
         if not now.key_not_null:  # the partition constraint says IS NOT NULL too: the CHECK must prove it
@@ -194,8 +213,8 @@ def _sequences(conn: Connection, t: TableRef, legacy: TableRef, s: Survey) -> li
         column = sql.Identifier(seq.column)
         if seq.identity:
             last, called, step = conn.execute(sql.SQL(
-                "SELECT last_value, is_called, (SELECT seqincrement FROM pg_sequence WHERE seqrelid = {}::regclass)"
-                " FROM {}").format(sql.Literal(f"{seq.ref.schema}.{seq.ref.name}"), ident(seq.ref))).fetchone()
+                "SELECT last_value, is_called, (SELECT seqincrement FROM pg_sequence WHERE seqrelid = {}) FROM {}"
+            ).format(sql.Literal(seq.oid), ident(seq.ref))).fetchone()
             restart = last + step if called else last
             out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} RESTART WITH {}").format(ident(t), column, sql.Literal(restart)))
             out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP IDENTITY").format(ident(legacy), column))

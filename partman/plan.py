@@ -208,7 +208,7 @@ class TablePlan:
 
     def without_destructive(self) -> "TablePlan":
         """This plan with its detaches and drops withheld, and with the creates that needed them."""
-        if any(a.kind is ActionKind.CONVERT for a in self.actions):
+        if self.converting:
             return replace(self, actions=(), config=None, conversion=None)  # nothing of a table not yet converted
         withheld = [a for a in self.actions if a.kind in DESTRUCTIVE]
         kept = tuple(
@@ -216,6 +216,15 @@ class TablePlan:
             if a.kind not in DESTRUCTIVE and not any(a.bounds.overlaps(w.bounds) for w in withheld if w.attached)
         )
         return replace(self, actions=kept)
+
+    @property
+    def converting(self) -> bool:
+        """A first-time conversion (not the finishing of one whose swap committed): reviewed like a drop."""
+        return self.conversion is not None and self.conversion.cutover is not None
+
+    def reviewed(self) -> int:
+        """The actions a protected environment runs only from a reviewed plan file."""
+        return sum(1 for a in self.actions if a.kind in DESTRUCTIVE or (a.kind is ActionKind.CONVERT and self.converting))
 
     @property
     def busy(self) -> bool:
@@ -287,7 +296,7 @@ class Plan:
 
     @property
     def destructive(self) -> int:
-        return sum(1 for t in self.tables for a in t.actions if a.kind in REVIEWED)
+        return sum(t.reviewed() for t in self.tables)
 
     def summary(self) -> dict[str, int]:
         return {kind.value: sum(t.count(kind) for t in self.tables) for kind in ActionKind}

@@ -59,10 +59,14 @@ def presence_needed(spec: TableSpec, state: TableState, now: datetime) -> list[P
     return needed
 
 
-def observed_state(spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime) -> dict:
-    """The state in full, with the row presence the plan relied on, for a saved plan's staleness check."""
+def observed_state(spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, survey=None) -> dict:
+    """The state in full, with the row presence the plan relied on, for a saved plan's staleness check; for a
+    table to convert, what hangs on it too (survey.py)."""
     presence = {str(p.ref): has_rows.get(p.oid) for p in presence_needed(spec, state, now)}
-    return {**state.to_dict(estimates=False), "presence": dict(sorted(presence.items()))}
+    observed = {**state.to_dict(estimates=False), "presence": dict(sorted(presence.items()))}
+    if spec.convert and survey is not None:
+        observed["survey"] = survey.fingerprint()
+    return observed
 
 
 def _layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional[KeyType]]]:
@@ -180,7 +184,7 @@ def _plan_conversion(spec: TableSpec, state: TableState, survey, now: datetime, 
     from . import conversion
 
     base = dict(table=spec.table, source=spec.source, spec_fingerprint=spec.fingerprint(), observed_digest=state.digest,
-                observation=Observation(partial(observed_state, spec, state, {}, now)))
+                observation=Observation(partial(observed_state, spec, state, {}, now, survey)))
     if survey is None:
         return TablePlan(key_type=None, errors=(f"{spec.table}: not surveyed for conversion",), **base)
     converted, errors = conversion.plan(spec, survey, now, taken)

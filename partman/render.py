@@ -168,6 +168,8 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
                 lines.append(f"+ create table {t.table}")
             for a in t.actions:
                 lines.append(f"{_SIGN[a.kind]} {a.kind.value:<7} {a.partition}  {_range(a.bounds)}  {a.reason.value}")
+                if a.kind is ActionKind.CONVERT:
+                    lines.extend(_steps(t))
             if t.config is not None:
                 lines.append(f"! config  {t.table}  " + _settings(t.config))
         lines += ["```", "", "</details>"]

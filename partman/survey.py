@@ -33,6 +33,7 @@ class Constraint:
     validated: bool = True
     covers_key: bool = True  # a foreign key into the table: the referenced columns include the partition key
     references: Optional[TableRef] = None  # a foreign key: the referenced table
+    from_partitioned: bool = False  # a foreign key into the table, from a partitioned table
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class Sequence:
     ref: TableRef
     column: str
     identity: bool  # an identity column's sequence (dropped with it); else a serial's, OWNED BY the column
+    oid: int = 0
+    used_by: tuple[str, ...] = ()  # other objects that use it (another table's default): an identity's cannot go
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,20 @@ class Survey:
     others: tuple[str, ...] = ()  # every other dependent object, described by the server
     max_key: Optional[KeyValue] = None
     key_has_nulls: bool = False
-    key_infinite: bool = False  # some row's key is 'infinity', which no partition bound can exceed
+    key_infinite: bool = False  # some row's key is 'infinity' (or past year 9999), which no bound can exceed
+    owner_may_create: bool = True  # the owner has CREATE on the schema (the new parent is given to it)
+    server_version: int = 0
     not_owned: tuple[TableRef, ...] = ()  # other relations the swap alters that the connected role does not own
+
+    def fingerprint(self) -> str:
+        """What the swap carries over or refuses, not the rows: a saved plan applies only to exactly this."""
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        data = {k: v for k, v in asdict(self).items()
+                if k not in ("rows_estimate", "max_key", "key_has_nulls", "key_infinite")}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def check(self, name: str) -> Optional[Constraint]:
         return next((c for c in self.constraints if c.name == name and c.kind == "c" and not c.incoming), None)
@@ -123,9 +138,10 @@ class Survey:
 
     def others_locked(self) -> tuple[tuple[TableRef, str], ...]:
         """The other relations the swap alters, each with the lock mode it needs, in a fixed order (locked before
-        the table): views re-created and referencing tables whose foreign key is replaced (ACCESS EXCLUSIVE),
-        referenced tables that gain the parent's foreign key (SHARE ROW EXCLUSIVE, which lets readers go on)."""
-        strong = {c.table for c in self.incoming} | {v.ref for v in self.views}
+        the table): referencing tables whose foreign key is replaced (ACCESS EXCLUSIVE), referenced tables that
+        gain the parent's foreign key (SHARE ROW EXCLUSIVE, which lets readers go on). Views are not among them:
+        LOCK TABLE on a view would lock every table it reads; CREATE OR REPLACE VIEW locks the view alone."""
+        strong = {c.table for c in self.incoming}
         weak = {c.references for c in self.outgoing if c.references is not None} - strong
         return tuple(sorted([(r, "ACCESS EXCLUSIVE") for r in strong] + [(r, "SHARE ROW EXCLUSIVE") for r in weak]))
 
@@ -134,7 +150,8 @@ _BASICS = """
 SELECT a.attnum, format_type(a.atttypid, a.atttypmod), coalesce(a.attnotnull, false), pg_get_userbyid(c.relowner),
        c.relpersistence, c.reloftype <> 0,
        c.relhassubclass OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid),
-       c.relreplident, obj_description(c.oid, 'pg_class'), c.relrowsecurity, c.relforcerowsecurity, c.reltuples
+       c.relreplident, obj_description(c.oid, 'pg_class'), c.relrowsecurity, c.relforcerowsecurity, c.reltuples,
+       has_schema_privilege(c.relowner, c.relnamespace, 'CREATE'), current_setting('server_version_num')::int
   FROM pg_class c
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = %(key)s AND NOT a.attisdropped
  WHERE c.oid = %(oid)s
@@ -152,7 +169,8 @@ SELECT ic.relname, coalesce(pg_get_constraintdef(co.oid), pg_get_indexdef(x.inde
 
 _CONSTRAINTS = """
 SELECT co.conname, co.contype, pg_get_constraintdef(co.oid), n.nspname, r.relname, co.conrelid <> %(oid)s,
-       co.convalidated, co.confrelid <> %(oid)s OR %(attnum)s = ANY (co.confkey), fn.nspname, f.relname
+       co.convalidated, co.confrelid <> %(oid)s OR %(attnum)s = ANY (co.confkey), fn.nspname, f.relname,
+       r.relkind = 'p'
   FROM pg_constraint co
   JOIN pg_class r ON r.oid = co.conrelid
   JOIN pg_namespace n ON n.oid = r.relnamespace
@@ -195,7 +213,12 @@ ORDER BY 4 NULLS FIRST, 1, 2
 """
 
 _SEQUENCES = """
-SELECT sn.nspname, s.relname, a.attname, d.deptype = 'i'
+SELECT sn.nspname, s.relname, a.attname, d.deptype = 'i', s.oid,
+       ARRAY(SELECT pg_describe_object(u.classid, u.objid, u.objsubid) FROM pg_depend u
+              WHERE u.refclassid = 'pg_class'::regclass AND u.refobjid = s.oid AND u.deptype = 'n'
+                AND NOT (u.classid = 'pg_attrdef'::regclass
+                         AND EXISTS (SELECT 1 FROM pg_attrdef x WHERE x.oid = u.objid AND x.adrelid = %(oid)s))
+              ORDER BY 1)
   FROM pg_depend d
   JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -204,8 +227,16 @@ SELECT sn.nspname, s.relname, a.attname, d.deptype = 'i'
    AND d.deptype IN ('a', 'i')
 """
 
+# Every publication that publishes the table (FOR TABLE, FOR ALL TABLES, FOR TABLES IN SCHEMA): after the swap it
+# would publish the legacy partition under its new name, unless it publishes through the partition root.
 _PUBLICATIONS = """
-SELECT p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = %(oid)s
+SELECT p.pubname, EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prrelid = %(oid)s),
+       p.pubviaroot
+  FROM pg_publication p
+ WHERE EXISTS (SELECT 1 FROM pg_publication_tables t JOIN pg_class c ON c.relname = t.tablename
+                 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = t.schemaname
+                WHERE t.pubname = p.pubname AND c.oid = %(oid)s)
+ ORDER BY 1
 """
 
 # Everything else that depends on the table, or on its row type, by a normal dependency: what a conversion does
@@ -215,6 +246,11 @@ SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
   FROM pg_depend d
  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s AND d.deptype = 'n'
    AND d.classid NOT IN ('pg_constraint'::regclass, 'pg_rewrite'::regclass)
+   AND NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef x WHERE x.oid = d.objid AND x.adrelid = %(oid)s))
+   AND NOT (d.classid = 'pg_policy'::regclass AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.oid = d.objid AND x.polrelid = %(oid)s))
+   AND NOT (d.classid = 'pg_trigger'::regclass AND EXISTS (SELECT 1 FROM pg_trigger x WHERE x.oid = d.objid AND x.tgrelid = %(oid)s))
+   AND NOT (d.classid = 'pg_statistic_ext'::regclass
+            AND EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE x.oid = d.objid AND x.stxrelid = %(oid)s))
 UNION
 SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
   FROM pg_class c JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype AND d.deptype = 'n'
@@ -230,27 +266,28 @@ def read(cur: Cursor, table: TableRef, oid: int, key: str, *, rows: bool = True)
     cur.execute("SELECT set_config('search_path', '', true)")
     cur.execute(_BASICS, {"oid": oid, "key": key})
     (attnum, type_name, not_null, owner, persistence, typed, inherits, replident, comment, rls, force_rls,
-     reltuples) = cur.fetchone()
+     reltuples, owner_may_create, version) = cur.fetchone()
     params = {"oid": oid, "attnum": attnum or 0}
     key_type = KeyType.from_catalog(type_name) if type_name else None
     survey = Survey(
         oid=oid, key_attnum=attnum, key_type=key_type, key_type_name=type_name, key_not_null=bool(not_null),
         owner=owner, persistence=persistence, typed=typed, inherits=inherits, replica_identity=replident,
-        comment=comment, row_security=rls, force_row_security=force_rls,
+        comment=comment, row_security=rls, force_row_security=force_rls, owner_may_create=owner_may_create,
+        server_version=version,
         rows_estimate=None if reltuples is None or reltuples < 0 else int(reltuples),
         indexes=tuple(Index(n, d, k, u, cov, v, e) for n, d, k, u, cov, v, e in _rows(cur, _INDEXES, params)),
-        constraints=tuple(Constraint(n, k, d, TableRef(s, r), inc, v, cov, TableRef(fs, fr) if fr else None)
-                          for n, k, d, s, r, inc, v, cov, fs, fr in _rows(cur, _CONSTRAINTS, params)),
+        constraints=tuple(Constraint(n, k, d, TableRef(s, r), inc, v, cov, TableRef(fs, fr) if fr else None, part)
+                          for n, k, d, s, r, inc, v, cov, fs, fr, part in _rows(cur, _CONSTRAINTS, params)),
         triggers=tuple(Trigger(*row) for row in _rows(cur, _TRIGGERS, params)),
         policies=tuple(Policy(n, p, c, tuple(r), u, w) for n, p, c, r, u, w in _rows(cur, _POLICIES, params)),
         grants=tuple(Grant(*row) for row in _rows(cur, _GRANTS, params)),
-        sequences=tuple(Sequence(TableRef(s, n), a, i) for s, n, a, i in _rows(cur, _SEQUENCES, params)),
-        publications=tuple(r[0] for r in _rows(cur, _PUBLICATIONS, params)),
+        sequences=tuple(Sequence(TableRef(s, n), a, i, o, tuple(u)) for s, n, a, i, o, u in _rows(cur, _SEQUENCES, params)),
+        publications=tuple(n for n, listed, root in _rows(cur, _PUBLICATIONS, params) if listed or not root),
         others=tuple(r[0] for r in _rows(cur, _OTHERS, params)),
         **_rewrites(cur, params),
     )
     survey = replace(survey, not_owned=_not_owned(cur, survey))
-    if attnum is None or not rows:
+    if key_type is None or not rows:
         return survey
     return _with_keys(cur, survey, table, key)
 
@@ -262,7 +299,7 @@ def _rows(cur: Cursor, query: str, params: dict) -> list[tuple]:
 
 def _not_owned(cur: Cursor, survey: Survey) -> tuple[TableRef, ...]:
     """The swap alters views and referencing tables, which only their owners (or members of them) may do."""
-    others = [ref for ref, mode in survey.others_locked() if mode == "ACCESS EXCLUSIVE"]
+    others = [ref for ref, mode in survey.others_locked() if mode == "ACCESS EXCLUSIVE"] + [v.ref for v in survey.views]
     if not others:
         return ()
     cur.execute("SELECT r.s, r.n FROM unnest(%s::text[], %s::text[]) AS r(s, n)"
@@ -291,7 +328,8 @@ def _with_keys(cur: Cursor, survey: Survey, table: TableRef, key: str) -> Survey
     column, rel = sql.Identifier(key), sql.Identifier(table.schema, table.name)
     nulls = sql.SQL("false") if survey.key_not_null else sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(rel, column)
     # 'infinity' is larger than any bound and cannot be read as a Python value: it is told apart, not read.
-    cur.execute(sql.SQL("SELECT CASE WHEN isfinite(m) THEN m END, m IS NOT NULL AND NOT isfinite(m), {}"
+    cur.execute(sql.SQL("SELECT CASE WHEN isfinite(m) AND m < '10000-01-01' THEN m END,"
+                        " m IS NOT NULL AND (NOT isfinite(m) OR m >= '10000-01-01'), {}"
                         " FROM (SELECT max({}) AS m FROM {}) AS k").format(nulls, column, rel))
     max_key, infinite, has_nulls = cur.fetchone()
     return replace(survey, max_key=max_key, key_has_nulls=bool(has_nulls), key_infinite=bool(infinite))

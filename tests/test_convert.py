@@ -254,3 +254,92 @@ def test_a_check_left_by_an_interrupted_conversion_is_named_when_the_spec_no_lon
     assert result.code == 1
     assert "an interrupted conversion left constraint events_partman_cutover" in result.err
     assert "ALTER TABLE public.events DROP CONSTRAINT events_partman_cutover to undo it" in result.err
+
+
+# What a second pair of eyes found (each once a defect)
+
+def test_a_swap_that_cannot_get_its_lock_keeps_the_check_says_so_and_the_next_run_finishes(
+        capsys, workdir, db_url, conn, events):
+    with psycopg.connect(db_url) as holder:
+        holder.execute("LOCK TABLE replies IN ROW EXCLUSIVE MODE")
+        busy = cli(capsys, db_url, "apply", "--auto-approve", "--lock-budget", "1")
+        assert busy.code == 4, busy.err
+        assert "constraint events_partman_cutover stays" in busy.err and "the next apply finishes" in busy.err
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'events'::regclass").fetchone()[0] == "p"
+
+
+def test_a_mixed_case_table_with_an_identity_of_its_own_increment_is_converted(capsys, workdir, db_url, conn):
+    conn.execute('CREATE TABLE "Events" (id bigint GENERATED ALWAYS AS IDENTITY (INCREMENT 5), "Event At" timestamptz'
+                 ' NOT NULL, PRIMARY KEY (id, "Event At")); INSERT INTO "Events" ("Event At") VALUES (\'2026-11-01Z\'), (\'2026-11-02Z\')')
+    write_spec(workdir / "specs", {**spec(), "table": "public.Events", "partition_key": "Event At"}, "events.yaml")
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err
+    assert conn.execute('INSERT INTO "Events" ("Event At") VALUES (\'2026-12-01Z\') RETURNING id').fetchone()[0] == 11
+
+
+def test_an_interrupted_conversion_of_a_quoted_key_column_resumes(capsys, workdir, db_url, conn):
+    conn.execute('CREATE TABLE events (id int, "Event At" timestamptz NOT NULL);'
+                 ' ALTER TABLE events ADD CONSTRAINT events_partman_cutover CHECK ("Event At" < \'2027-03-01Z\') NOT VALID')
+    write_spec(workdir / "specs", {**spec(), "partition_key": "Event At"}, "events.yaml")
+    plan = cli(capsys, db_url, "plan")
+    assert plan.code == 0, plan.err
+    assert "1/2 validate" in plan.out
+
+
+def test_generated_columns_policies_on_columns_and_conditional_triggers_are_carried_over(capsys, workdir, db_url, conn):
+    conn.execute("""
+        CREATE TABLE events (id int, at timestamptz NOT NULL, a int, b int GENERATED ALWAYS AS (a * 2) STORED);
+        CREATE POLICY positive ON events USING (a > 0);
+        ALTER TABLE events ENABLE ROW LEVEL SECURITY;
+        CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.a := NEW.a + 1; RETURN NEW; END$$;
+        CREATE TRIGGER bump BEFORE UPDATE OF a ON events FOR EACH ROW WHEN (NEW.a > 0) EXECUTE FUNCTION bump();
+        INSERT INTO events (id, at, a) VALUES (1, '2026-11-01Z', 1);""")
+    write_spec(workdir / "specs", spec(), "events.yaml")
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err
+    conn.execute("UPDATE events SET a = 5 WHERE id = 1")
+    assert conn.execute("SELECT a, b FROM events").fetchone() == (6, 12)
+    assert conn.execute("SELECT count(*) FROM pg_policy WHERE polrelid = 'events'::regclass").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("change, names", [
+    ("ALTER TABLE events ADD CONSTRAINT positive CHECK (user_id > 0) NOT VALID",
+     ["constraint positive is NOT VALID", "VALIDATE CONSTRAINT positive"]),
+    ("ALTER TABLE events DROP CONSTRAINT events_user_id_fkey;"
+     " ALTER TABLE events ADD CONSTRAINT events_user_id_fkey FOREIGN KEY (user_id) REFERENCES users NOT VALID",
+     ["constraint events_user_id_fkey is NOT VALID"]),
+    ("CREATE TABLE borrower (n bigint DEFAULT nextval('events_id_seq'))",
+     ["the identity sequence public.events_id_seq of column id is also used by", "a sequence of its own"]),
+    ("CREATE PUBLICATION everything FOR ALL TABLES",
+     ["is published by everything", "publish_via_partition_root = true"]),
+])
+def test_what_the_swap_could_not_carry_is_refused_at_plan_time(capsys, workdir, db_url, conn, events, change, names):
+    conn.execute(change)
+    try:
+        result = cli(capsys, db_url, "plan")
+        assert result.code == 1
+        assert all(n in result.err for n in names), result.err
+    finally:
+        conn.execute("DROP PUBLICATION IF EXISTS everything")
+
+
+def test_a_key_type_partman_cannot_partition_by_is_refused_and_the_other_tables_are_planned(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE counters (id int PRIMARY KEY, at int)")
+    write_spec(workdir / "specs", {**spec(), "table": "public.counters"}, "counters.yaml")
+    write_spec(workdir / "specs", {"table": "public.fine", "partition_key": "at", "interval": "monthly",
+                                   "columns": [{"name": "at", "type": "timestamptz"}]}, "fine.yaml")
+    result = cli(capsys, db_url, "plan")
+    assert result.code == 1
+    assert "partition key at has type integer" in result.err
+    assert "+ create table public.fine" in result.out
+
+
+def test_a_view_joining_another_table_does_not_lock_that_table(capsys, workdir, db_url, conn, events):
+    conn.execute("CREATE TABLE kinds (id int PRIMARY KEY); CREATE VIEW named AS SELECT e.id, k.id AS kind"
+                 " FROM events e JOIN kinds k ON k.id = e.user_id")
+    with psycopg.connect(db_url) as reader:
+        reader.execute("SELECT count(*) FROM kinds")  # holds ACCESS SHARE on kinds in an open transaction
+        result = cli(capsys, db_url, "apply", "--auto-approve", "--lock-budget", "2")
+        assert result.code == 0, result.err
+    assert conn.execute("SELECT count(*) FROM named").fetchone()[0] == 0
