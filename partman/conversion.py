@@ -17,7 +17,7 @@ from typing import Any, Optional
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .naming import fit
 from .spec import TableSpec
-from .survey import Survey
+from .survey import VIEW_LOCK, Survey
 from .timeline import Grid, KeySpace, window
 
 CHECK_SUFFIX = "_partman_cutover"
@@ -109,7 +109,7 @@ def plan(spec: TableSpec, survey: Survey, now, taken: set[TableRef]) -> tuple[Op
         steps.append(Step(StepKind.VALIDATE, f"ALTER TABLE {spec.table} VALIDATE CONSTRAINT {name}: reads every row{rows}",
                           f"SHARE UPDATE EXCLUSIVE on {spec.table}: writers and readers go on"))
     carried = carried_over(survey, name)
-    others = "".join(f", {mode} on {ref}" for ref, mode in survey.others_locked())
+    others = "".join(f", {mode} on {ref}" for ref, mode in survey.others_locked() if mode != VIEW_LOCK)
     steps.append(Step(
         StepKind.SWAP,
         f"rename {spec.table} to {legacy.name}, create the partitioned {spec.table}, attach {legacy.name} FOR VALUES"

@@ -42,7 +42,7 @@ def carry_out(conn: Connection, spec: TableSpec, conversion: Conversion, action:
     if kind == "r":
         seen = _check(conn, spec, conversion, ladder)
         try:
-            _swap_with_retries(conn, spec, conversion, action, ctx, ladder, space, seen.others_locked())
+            _swap_with_retries(conn, spec, conversion, action, ctx, ladder, space, seen)
         except LockBusy as exc:
             raise LockBusy(f"{exc.message}; constraint {conversion.check} stays (it refuses rows from"
                            f" {iso(conversion.cutover)} on): the next apply finishes the conversion") from None
@@ -113,27 +113,33 @@ def _unbounded(conn: Connection, statement: sql.Composable) -> None:
 
 
 def _swap_with_retries(conn: Connection, spec: TableSpec, c: Conversion, action: Action, ctx: audit.Context,
-                       ladder: Ladder, space: KeySpace, others: tuple) -> None:
+                       ladder: Ladder, space: KeySpace, seen: Survey) -> None:
+    """The swap, locking first what the last survey named; a survey under the lock that names more (a view or a
+    foreign key made meanwhile) rolls back and locks again, at most a few times."""
     for _ in range(5):
         try:
-            with_retries(conn, ladder, f"{spec.table}: swap", lambda: _swap(conn, spec, c, action, ctx, space, others))
+            with_retries(conn, ladder, f"{spec.table}: swap", lambda: _swap(conn, spec, c, action, ctx, space, seen))
             return
         except _Moved as moved:
-            others = moved.args[0]
+            seen = moved.args[0]
     raise PartmanError(f"{spec.table}: the objects that depend on it kept changing during the swap; run again")
 
 
 def _swap(conn: Connection, spec: TableSpec, c: Conversion, action: Action, ctx: audit.Context, space: KeySpace,
-          others: tuple[tuple[TableRef, str], ...]) -> None:
+          seen: Survey) -> None:
     """One transaction: lock what the swap alters (the others first, so the table's writers wait at most one
     step), read what hangs on the table under the lock, and carry it all over to the new parent."""
+    owners = {v.ref: v.owner for v in seen.views}
+    others = seen.others_locked()
     for ref, mode in others:
-        conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(ident(ref), sql.SQL(mode)))
+        if mode == surveys.VIEW_LOCK:
+            conn.execute(sql.SQL("ALTER VIEW {} OWNER TO {}").format(ident(ref), sql.Identifier(owners[ref])))
+        else:
+            conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(ident(ref), sql.SQL(mode)))
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident(spec.table)))
     s = _look(conn, spec, rows=False)
-    needed = s.others_locked()
-    if not set(needed) <= set(others):
-        raise _Moved(needed)
+    if not set(s.others_locked()) <= set(others):
+        raise _Moved(s)
     errors = refusals(spec, s)
     if errors:
         raise PartmanError("; ".join(errors) + " (found under the lock; nothing changed)")

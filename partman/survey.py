@@ -36,11 +36,17 @@ class Constraint:
     from_partitioned: bool = False  # a foreign key into the table, from a partitioned table
 
 
+# A view is locked in ACCESS EXCLUSIVE by a statement that locks the view alone (ALTER VIEW … OWNER TO its owner,
+# a no-op): LOCK TABLE on a view would lock every table it reads, recursively, in the same mode.
+VIEW_LOCK = "ACCESS EXCLUSIVE (view)"
+
+
 @dataclass(frozen=True)
 class View:
     ref: TableRef
     definition: str  # pg_get_viewdef, fully qualified
     options: tuple[str, ...] = ()  # reloptions: check_option, security_barrier, security_invoker
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,11 +145,12 @@ class Survey:
     def others_locked(self) -> tuple[tuple[TableRef, str], ...]:
         """The other relations the swap alters, each with the lock mode it needs, in a fixed order (locked before
         the table): referencing tables whose foreign key is replaced (ACCESS EXCLUSIVE), referenced tables that
-        gain the parent's foreign key (SHARE ROW EXCLUSIVE, which lets readers go on). Views are not among them:
-        LOCK TABLE on a view would lock every table it reads; CREATE OR REPLACE VIEW locks the view alone."""
+        gain the parent's foreign key (SHARE ROW EXCLUSIVE, which lets readers go on), and first the views it
+        re-creates (VIEW_LOCK), in the order their readers lock them: view, then table."""
         strong = {c.table for c in self.incoming}
         weak = {c.references for c in self.outgoing if c.references is not None} - strong
-        return tuple(sorted([(r, "ACCESS EXCLUSIVE") for r in strong] + [(r, "SHARE ROW EXCLUSIVE") for r in weak]))
+        views = [(v.ref, VIEW_LOCK) for v in self.views]
+        return tuple(views + sorted([(r, "ACCESS EXCLUSIVE") for r in strong] + [(r, "SHARE ROW EXCLUSIVE") for r in weak]))
 
 
 _BASICS = """
@@ -183,7 +190,7 @@ SELECT co.conname, co.contype, pg_get_constraintdef(co.oid), n.nspname, r.relnam
 
 _REWRITES = """
 SELECT DISTINCT n.nspname, c.relname, c.relkind, r.rulename, c.oid = %(oid)s,
-       CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, coalesce(c.reloptions, '{}')
+       CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, coalesce(c.reloptions, '{}'), pg_get_userbyid(c.relowner)
   FROM pg_depend d
   JOIN pg_rewrite r ON r.oid = d.objid
   JOIN pg_class c ON c.oid = r.ev_class
@@ -299,7 +306,7 @@ def _rows(cur: Cursor, query: str, params: dict) -> list[tuple]:
 
 def _not_owned(cur: Cursor, survey: Survey) -> tuple[TableRef, ...]:
     """The swap alters views and referencing tables, which only their owners (or members of them) may do."""
-    others = [ref for ref, mode in survey.others_locked() if mode == "ACCESS EXCLUSIVE"] + [v.ref for v in survey.views]
+    others = [ref for ref, mode in survey.others_locked() if mode != "SHARE ROW EXCLUSIVE"]
     if not others:
         return ()
     cur.execute("SELECT r.s, r.n FROM unnest(%s::text[], %s::text[]) AS r(s, n)"
@@ -311,11 +318,11 @@ def _not_owned(cur: Cursor, survey: Survey) -> tuple[TableRef, ...]:
 
 def _rewrites(cur: Cursor, params: dict) -> dict:
     views, matviews, rules = [], [], []
-    for schema, name, kind, rule, own, definition, options in _rows(cur, _REWRITES, params):
+    for schema, name, kind, rule, own, definition, options, owner in _rows(cur, _REWRITES, params):
         if own:
             rules.append(rule)
         elif kind == "v":
-            views.append(View(TableRef(schema, name), definition, tuple(options)))
+            views.append(View(TableRef(schema, name), definition, tuple(options), owner))
         else:
             matviews.append(TableRef(schema, name))
     return {"views": tuple(sorted(views, key=lambda v: v.ref)), "matviews": tuple(sorted(matviews)),
