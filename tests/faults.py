@@ -69,8 +69,11 @@ HIT_ENV = "PARTMAN_TEST_FAULT_HIT"
 PAUSE_LIMIT_S = 120.0
 TESTS_DIR = Path(__file__).resolve().parent
 
+# SIGINT gets Python's own handler, as in a terminal: a test run started in the background (where the shell
+# ignores SIGINT and children inherit that) would otherwise make partman deaf to the Ctrl-C the tests send.
 BOOTSTRAP = (
-    "import sys; sys.path.insert(0, {tests!r}); import faults; faults.install_from_env();"
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " sys.path.insert(0, {tests!r}); import faults; faults.install_from_env();"
     " from partman.cli import main; main(sys.argv[1:])"
 ).format(tests=str(TESTS_DIR))
 
