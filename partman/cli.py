@@ -172,7 +172,7 @@ def exclusions(
     Examples:
       partman exclusions specs/ --env prod                    # one anchored regex per line
       partman exclusions specs/ --env prod --format atlas     # exclude = [...] for atlas.hcl
-      partman exclusions specs/ --env prod --format pg_dump | xargs pg_dump -d "$DATABASE_URL" -f schema.sql
+      partman exclusions specs/ --env prod --format pg_dump | xargs pg_dump --schema-only -d "$DATABASE_URL" -f schema.sql
     """
     choice(fmt, "--format", "regex", "atlas", "pg_dump", "json")
     told = options(specs, env, project, database_url, state_schema, tables=tables)

@@ -353,5 +353,6 @@ def exclusions(options: Options, fmt: str) -> int:
     session = Session.open(options)
     tables = [s.table for s in session.specs]
     managed = excl.read(session.conn, session.state_schema, tables, lock_timeout_ms=session.ladder.wait_ms)
-    emit(excl.render(excl.build(tables, managed), fmt, session.env), color=False)
+    converting = frozenset(s.table for s in session.specs if s.convert)
+    emit(excl.render(excl.build(tables, managed, converting), fmt, session.env), color=False)
     return Exit.OK

@@ -53,11 +53,6 @@ def label_shapes() -> tuple[str, ...]:
     return tuple(shapes)
 
 
-def leading_digits() -> int:
-    """How many digits every label begins with (a year, or a bridge's yyyymmdd): what a glob can say of them."""
-    return min(int(m.group(1)) if m.group(1) else 1 for m in (re.match(r"\\d(?:\{(\d+)\})?", s) for s in label_shapes()))
-
-
 _LONGEST_SUFFIX = "_20270105_063000_20270108_063000_99"  # the longest label a bridge gets, and a _N
 
 
@@ -86,10 +81,17 @@ def _re_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\.^$*+?()[]{}|/" else c for c in text)
 
 
-def name_regex(table: TableRef) -> str:
+LEGACY = "legacy"  # conversion.LEGACY_SUFFIX without its '_': the name a converted table takes as a partition
+
+
+def shapes_of(converting: bool) -> tuple[str, ...]:
+    return label_shapes() + ((LEGACY,) if converting else ())
+
+
+def name_regex(table: TableRef, converting: bool = False) -> str:
     """One anchored regex for every name partman generates for table's partitions: `<parent>_<label>`, a `_N`
-    when taken, and the md5-shortened stem of a long parent."""
-    labels = "(" + "|".join(label_shapes()) + r")(_\d+)?"
+    when taken, and the md5-shortened stem of a long parent (and `<parent>_legacy` when the spec converts it)."""
+    labels = "(" + "|".join(shapes_of(converting)) + r")(_\d+)?"
     parent = _re_escape(table.name)
     if shortened(table.name):
         cut = f"{_re_escape(_stem_prefix(table.name))}.*{stem_digest(table.name)}"
@@ -106,14 +108,20 @@ def _glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else ("[\\\\]" if c == "\\" else c) for c in text)
 
 
-def name_globs(parent: str) -> list[str]:
-    """Globs (unqualified) for the names generated for parent: the label's leading digits, then anything; looser
-    than the regex (a '<parent>_2027-anything' table matches too), as globs have no alternation."""
-    digits = "[0-9]" * leading_digits()
-    globs = [f"{_glob_escape(parent)}_{digits}*"]
+def _glob_shape(shape: str) -> str:
+    """A label shape as a glob: each digit one [0-9], nothing looser."""
+    return re.sub(r"\\d(?:\{(\d+)\})?", lambda m: "[0-9]" * int(m.group(1) or 1), shape)
+
+
+def name_globs(parent: str, converting: bool = False) -> list[str]:
+    """Globs (unqualified) for the names generated for parent: one per label shape, bare and with a `_N` of one
+    or two digits. Globs have no alternation, so each shape is its own glob; none ends in a bare '*', which would
+    also match `<parent>_2027_backup`."""
+    stems = [_glob_escape(parent)]
     if shortened(parent):
-        globs.append(f"{_glob_escape(_stem_prefix(parent))}*{stem_digest(parent)}_{digits}*")
-    return globs
+        stems.append(f"{_glob_escape(_stem_prefix(parent))}*{stem_digest(parent)}")
+    return [f"{stem}_{_glob_shape(shape)}{n}" for stem in stems for shape in shapes_of(converting)
+            for n in ("", "_[0-9]", "_[0-9][0-9]")]
 
 
 def _psql_quoted(text: str) -> str:
@@ -121,13 +129,15 @@ def _psql_quoted(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def name_psql(table: TableRef) -> list[str]:
-    """psql patterns (pg_dump --exclude-table) for the generated names: quoted names, then `_[0-9]…*` unquoted."""
-    digits = "[0-9]" * leading_digits()
-    patterns = [f"{_psql_quoted(table.schema)}.{_psql_quoted(table.name)}_{digits}*"]
+def name_psql(table: TableRef, converting: bool = False) -> list[str]:
+    """psql patterns (pg_dump --exclude-table) for the generated names: quoted names, then the label shapes as
+    psql's regular expression (alternation and {n} work there; '?' means one character, so an optional `_N` is
+    written `(_[0-9]+|)`)."""
+    labels = "(" + "|".join(s.replace("\\d", "[0-9]") for s in shapes_of(converting)) + ")(_[0-9]+|)"
+    patterns = [f"{_psql_quoted(table.schema)}.{_psql_quoted(table.name)}_{labels}"]
     if shortened(table.name):
         patterns.append(f"{_psql_quoted(table.schema)}.{_psql_quoted(_stem_prefix(table.name))}*"
-                        f"{_psql_quoted(stem_digest(table.name))}_{digits}*")
+                        f"{_psql_quoted(stem_digest(table.name))}_{labels}")
     return patterns
 
 
@@ -138,6 +148,7 @@ class TableExclusion:
     table: TableRef
     pattern: str  # name_regex
     partitions: tuple[TableRef, ...]  # live partition_log rows whose table exists, by range
+    converting: bool = False  # the spec converts the table: its legacy partition's name is generated too
 
     @property
     def unmatched(self) -> tuple[TableRef, ...]:
@@ -146,8 +157,10 @@ class TableExclusion:
         return tuple(p for p in self.partitions if not regex.match(str(p)))
 
 
-def build(tables: Sequence[TableRef], managed: dict[TableRef, list[TableRef]]) -> list[TableExclusion]:
-    return [TableExclusion(t, name_regex(t), tuple(managed.get(t, ()))) for t in sorted(set(tables))]
+def build(tables: Sequence[TableRef], managed: dict[TableRef, list[TableRef]],
+          converting: frozenset[TableRef] = frozenset()) -> list[TableExclusion]:
+    return [TableExclusion(t, name_regex(t, t in converting), tuple(managed.get(t, ())), t in converting)
+            for t in sorted(set(tables))]
 
 
 # --- Reading partition_log ---
@@ -233,7 +246,7 @@ def _hcl(text: str) -> str:
 
 def atlas_globs(t: TableExclusion) -> list[tuple[str, str]]:
     """(qualified, unqualified) Atlas patterns for a table: its generated names, then the partitions they miss."""
-    pairs = [(f"{_csv_part(t.table.schema)}.{_csv_part(g)}", _csv_part(g)) for g in name_globs(t.table.name)]
+    pairs = [(f"{_csv_part(t.table.schema)}.{_csv_part(g)}", _csv_part(g)) for g in name_globs(t.table.name, t.converting)]
     pairs += [(f"{_csv_part(p.schema)}.{_csv_part(_glob_escape(p.name))}", _csv_part(_glob_escape(p.name)))
               for p in t.unmatched]
     return pairs
@@ -253,7 +266,7 @@ def atlas_text(found: Sequence[TableExclusion], env: str) -> str:
 
 
 def pg_dump_patterns(t: TableExclusion) -> list[str]:
-    return name_psql(t.table) + [f"{_psql_quoted(p.schema)}.{_psql_quoted(p.name)}" for p in t.unmatched]
+    return name_psql(t.table, t.converting) + [f"{_psql_quoted(p.schema)}.{_psql_quoted(p.name)}" for p in t.unmatched]
 
 
 def pg_dump_text(found: Sequence[TableExclusion]) -> str:

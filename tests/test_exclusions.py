@@ -34,11 +34,16 @@ CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY, start_time timestam
 CREATE TABLE events_legacy PARTITION OF events FOR VALUES FROM ('2026-12-01Z') TO ('2027-01-01Z');
 CREATE TABLE events_archive (id bigint);
 CREATE TABLE eventsx_2027_01 (id bigint);
+CREATE TABLE events_2027_backup (id bigint);
+CREATE TABLE events_20270101_old (id bigint);
+CREATE TABLE events_2027_01_copy (id bigint);
 CREATE SCHEMA other;
 CREATE TABLE other.events_2027_03 (id bigint);
 """
+# Near misses too: a backup or copy named after a partition is a table of its own, never excluded.
 UNRELATED = ["public.events", "public.events_archive", "public.eventsx_2027_01", "other.events_2027_03",
-             f"public.{LONG}", "public.partition_log"]
+             f"public.{LONG}", "public.partition_log", "public.events_2027_backup", "public.events_20270101_old",
+             "public.events_2027_01_copy"]
 
 
 def cli(capsys, db_url, *args):
@@ -120,7 +125,8 @@ def test_atlas_format_is_an_exclude_list_whose_globs_match_the_partitions(capsys
     assert result.code == 0, result.err
     assert result.out.startswith("# partman exclusions (env test)")
     patterns = atlas_patterns(result.out)
-    assert '"public.events_[0-9][0-9][0-9][0-9]*",' in result.out and '"events_[0-9][0-9][0-9][0-9]*",' in result.out
+    assert '"public.events_[0-9][0-9][0-9][0-9]_[0-9][0-9]",' in result.out and '"events_[0-9][0-9][0-9][0-9]",' in result.out
+    assert not any(p.endswith("*") for p in patterns), "no glob ends in a bare *" 
     for name in managed(conn):
         schema, table = name.split(".", 1)
         assert any(atlas_excludes(p, schema, table, qualified=qualified) for p in patterns), name
@@ -203,3 +209,15 @@ def test_regex_escapes_names_for_every_dialect():
     pattern = exclusions.name_regex(TableRef("a.b", "x+y(1)"))
     assert pattern.startswith(r"^a\.b\.x\+y\(1\)_(")
     assert re.match(pattern, "a.b.x+y(1)_2027_01") and not re.match(pattern, "a.b.xxy(1)_2027_01")
+
+
+def test_a_table_the_spec_converts_has_its_legacy_name_in_the_patterns_before_the_conversion(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE events (id bigint, start_time timestamptz NOT NULL)")
+    write_spec(workdir / "specs", spec_data(table="public.events", convert="attach"), name="events.yaml")
+    regex = re.compile(cli(capsys, db_url).out.splitlines()[0])
+    assert regex.match("public.events_legacy") and regex.match("public.events_legacy_2")
+    assert not regex.match("public.events_legacy_copy")
+    globs = atlas_patterns(cli(capsys, db_url, "--format", "atlas").out)
+    assert "events_legacy" in globs and "public.events_legacy_[0-9]" in globs
+    assert '"public"."events"_(' in cli(capsys, db_url, "--format", "pg_dump").out and "|legacy)" in cli(
+        capsys, db_url, "--format", "pg_dump").out
