@@ -336,6 +336,9 @@ def import_pg_partman(options: Options, schema: str, out: Path, force: bool) -> 
         pgpartman.refuse_overwrite(outcomes, out)
     for skipped in (o for o in outcomes if isinstance(o, pgpartman.Skipped)):
         OUT.warn(f"warning: {skipped.table}: not imported: {skipped.reason}")
+    for imported in (o for o in outcomes if isinstance(o, pgpartman.Imported)):
+        for note in imported.notes:
+            OUT.warn(f"warning: {imported.table}: imported, but {note}")
     written = pgpartman.write(outcomes, out)
     for path in written:
         OUT.info(f"wrote {path}")

@@ -96,9 +96,14 @@ def retention_span(text: str) -> Span:
     return Span.parse(f"{days} days")
 
 
+# create_parent(p_date_trunc_interval := …) writes this for any interval of a day or more, whatever the keyword.
+DATETIME_TRUNC = "YYYY_MM_DD"
+
+
 def default_datetime_strings(interval: Interval, generation: int) -> tuple[str, ...]:
     """The datetime_string values pg_partman writes itself for this interval (generation 4 or 5)."""
-    return DATETIME_4[interval] if generation == 4 else (DATETIME_5, *DATETIME_4[interval])
+    written = DATETIME_4[interval] if generation == 4 else (DATETIME_5, *DATETIME_4[interval])
+    return written + (() if DATETIME_TRUNC in written else (DATETIME_TRUNC,))
 
 
 # --- Reading part_config ---
@@ -106,7 +111,7 @@ def default_datetime_strings(interval: Interval, generation: int) -> tuple[str, 
 # Every part_config of 4.0 to 5.x has these; the rest of what is read is NULL where a version lacks it.
 REQUIRED = ("parent_table", "control", "partition_type", "partition_interval", "premake", "epoch", "retention",
             "retention_keep_table", "datetime_string", "constraint_cols", "sub_partition_set_full")
-OPTIONAL = ("retention_schema", "undo_in_progress")
+OPTIONAL = ("retention_schema", "undo_in_progress", "template_table", "inherit_privileges", "infinite_time_partitions")
 
 _START = """
 SELECT current_setting('TimeZone'), now()::date,
@@ -171,6 +176,11 @@ class PartSet:
     relkind: Optional[str]
     undo_in_progress: bool
     partitions: tuple[tuple[TableRef, str], ...]  # (name, pg_get_expr(relpartbound)) of each attached partition
+    template_table: Optional[str] = None  # pg_partman's template (indexes, storage parameters for new children)
+    inherit_privileges: bool = False  # pg_partman copies the parent's grants to each child
+    infinite: bool = True  # infinite_time_partitions: premake counts from now (else from the newest row)
+    template_extras: bool = False  # the template holds indexes or storage parameters
+    newest_ahead: Optional[str] = None  # the newest control value, when it lies after now
 
     @property
     def key_type(self) -> Optional[KeyType]:
@@ -246,7 +256,53 @@ def _sets(cur, schema: str, columns: set[str], has_sub: bool) -> list[PartSet]:
     # Intervals only of time sets: an id set's partition_interval is a number ('10', which would read as seconds).
     texts = {t for row in rows if KeyType.from_catalog(row[_CONTROL_TYPE] or "") for t in (row[3], row[6]) if t}
     canonical = {t: _canonical(cur, t) for t in sorted(texts)}
-    return [_part_set(row, children, canonical) for row in rows]
+    return _extras(cur, [_part_set(row, children, canonical) for row in rows])
+
+
+_TRUNC = {Interval.DAILY: "day", Interval.WEEKLY: "week", Interval.MONTHLY: "month", Interval.QUARTERLY: "quarter",
+          Interval.YEARLY: "year"}
+_TEMPLATES = """
+SELECT t.name, (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid) > 0 OR c.reloptions IS NOT NULL
+  FROM unnest(%s::text[]) AS t(name)
+  JOIN pg_namespace n ON n.nspname = split_part(t.name, '.', 1)
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = substr(t.name, strpos(t.name, '.') + 1)
+"""
+
+
+def _extras(cur, sets: list[PartSet]) -> list[PartSet]:
+    """What pg_partman would give new partitions that partman will not: a template's indexes and storage
+    parameters; and, without infinite_time_partitions, partitions ahead of the newest row rather than of now."""
+    from dataclasses import replace
+
+    names = sorted({s.template_table for s in sets if s.template_table})
+    extras = dict(cur.execute(_TEMPLATES, (names,)).fetchall()) if names else {}
+    out = []
+    for s in sets:
+        ahead, interval = None, interval_of(s.interval or "")
+        if not s.infinite and s.exists and s.key_type is not None and interval is not None:
+            # Ahead by a partition or more: within the current one, pg_partman's premake and partman's agree.
+            newest, later = cur.execute(sql.SQL(
+                "SELECT max({c})::text, date_trunc({u}, max({c})::timestamptz) > date_trunc({u}, now()) FROM {t}").format(
+                c=sql.Identifier(s.control), u=sql.Literal(_TRUNC[interval]),
+                t=sql.Identifier(s.parent.schema, s.parent.name))).fetchone()
+            ahead = newest if later else None
+        out.append(replace(s, template_extras=bool(extras.get(s.template_table)), newest_ahead=ahead))
+    return out
+
+
+def differences(found: PartSet) -> tuple[str, ...]:
+    """One line each for what an imported set will do differently under partman."""
+    notes = []
+    if found.template_extras:
+        notes.append(f"its template table {found.template_table} gives pg_partman's partitions indexes or storage"
+                     " parameters; partman makes new partitions LIKE the parent: put them on the parent")
+    if found.inherit_privileges:
+        notes.append("pg_partman grants the parent's privileges on each partition (inherit_privileges); partman's"
+                     " new partitions get none of their own (access through the parent is checked on the parent)")
+    if found.newest_ahead:
+        notes.append(f"pg_partman (infinite_time_partitions off) premakes from the newest row ({found.newest_ahead}),"
+                     " which lies ahead of now; partman premakes from now: raise premake to cover how far ahead rows run")
+    return tuple(notes)
 
 
 def _canonical(cur, text: str) -> Optional[str]:
@@ -261,7 +317,8 @@ def _canonical(cur, text: str) -> Optional[str]:
 
 def _part_set(row: tuple, children: dict[int, list], canonical: dict[str, Optional[str]]) -> PartSet:
     (parent_table, control, partition_type, interval, premake, epoch, retention, keep, datetime_string, constraint_cols,
-     set_full, retention_schema, undo, in_sub, oid, relkind, is_partition, control_type, up_schema, up_name) = row
+     set_full, retention_schema, undo, template, inherit_privileges, infinite, in_sub, oid, relkind, is_partition,
+     control_type, up_schema, up_name) = row
     return PartSet(
         parent=TableRef.parse(parent_table), control=control, control_type=control_type,
         partition_type=partition_type, interval_raw=interval, interval=canonical.get(interval), premake=premake,
@@ -271,6 +328,7 @@ def _part_set(row: tuple, children: dict[int, list], canonical: dict[str, Option
         constraint_cols=tuple(constraint_cols or ()), sub_partitioned=bool(in_sub or set_full),
         partition_of=TableRef(up_schema, up_name) if is_partition and up_name else None, exists=oid is not None,
         relkind=relkind, undo_in_progress=bool(undo), partitions=tuple(children.get(oid, ())),
+        template_table=template, inherit_privileges=bool(inherit_privileges), infinite=infinite is not False,
     )
 
 
@@ -294,6 +352,7 @@ class Imported:
     table: TableRef
     filename: str
     text: str
+    notes: tuple[str, ...] = ()  # where partman will behave differently from pg_partman for this set
 
 
 @dataclass(frozen=True)
@@ -323,7 +382,8 @@ def convert(source: Source, out: str) -> list[Outcome]:
         if isinstance(settings, str):
             outcomes.append(Skipped(found.parent, settings))
         else:
-            outcomes.append(Imported(found.parent, filename(found.parent), spec_text(found, settings, source, out)))
+            outcomes.append(Imported(found.parent, filename(found.parent), spec_text(found, settings, source, out),
+                                     differences(found)))
     return outcomes
 
 
@@ -375,9 +435,12 @@ def _structure_problem(found: PartSet) -> Optional[str]:
         return f"partition_type {found.partition_type} ({kind}); partman manages declarative range partitions only"
     if found.control_type is None:
         return f"control column {found.control} is not a column of the table"
-    if found.key_type is None or found.epoch != "none":
+    if found.epoch != "none" or (found.key_type is None and _integer(found.control_type)):
         epoch = "" if found.epoch == "none" else f", epoch {found.epoch}"
         return f"id-based set (control {found.control} {found.control_type}{epoch}); partman manages time keys only"
+    if found.key_type is None:
+        return (f"control {found.control} is {found.control_type}; partman manages timestamptz, timestamp and date"
+                " keys (without a precision modifier)")
     if found.partition_of is not None:
         return f"a sub-partition of {found.partition_of} (sub-partitioning); partman does not sub-partition"
     if found.sub_partitioned:
@@ -390,6 +453,10 @@ def _structure_problem(found: PartSet) -> Optional[str]:
     if found.undo_in_progress:
         return "pg_partman's undo_partition is in progress"
     return None
+
+
+def _integer(type_name: str) -> bool:
+    return type_name in ("smallint", "integer", "bigint", "numeric")
 
 
 def _zone(found: PartSet, source: Source) -> Optional[str]:
@@ -471,12 +538,12 @@ def _header(found: PartSet, source: Source, out: str) -> list[str]:
     literal = "'" + str(found.parent).replace("'", "''") + "'"
     return [
         f"# Imported from {_comment(where)} ({version}) on {source.today.isoformat()} by `partman import pg-partman`.",
-        f"# Next: `partman plan {_comment(out)}` shows a `~ adopt` line for each partition pg_partman made and nothing",
-        f"# to create, detach or drop; `partman apply {_comment(out)}` records them as partman's (no DDL). Then take the",
-        "# table away from pg_partman, so that two tools do not manage one table:",
-        f"#   DELETE FROM {_comment(where)} WHERE parent_table = {_comment(literal)};",
-        "# or keep its row and stop pg_partman's maintenance of it:",
+        "# Next, so that two tools never manage one table: first stop pg_partman's maintenance of it,",
         f"#   UPDATE {_comment(where)} SET automatic_maintenance = 'off' WHERE parent_table = {_comment(literal)};",
+        f"# then `partman plan {_comment(out)}`: a `~ adopt` line for each partition pg_partman made (and creates only",
+        f"# where pg_partman had fallen behind); `partman apply {_comment(out)}` records them as partman's (no DDL).",
+        "# Once partman manages the table, its part_config row can go:",
+        f"#   DELETE FROM {_comment(where)} WHERE parent_table = {_comment(literal)};",
     ]
 
 

@@ -89,11 +89,12 @@ def test_retention_partman_cannot_say_is_refused_with_the_reason(text):
 
 
 def test_the_default_datetime_strings_are_pg_partmans_own():
-    assert default_datetime_strings(Interval.MONTHLY, 4) == ("YYYY_MM",)
+    # create_parent(p_date_trunc_interval := …) writes YYYY_MM_DD whatever the interval: pg_partman's own too.
+    assert default_datetime_strings(Interval.MONTHLY, 4) == ("YYYY_MM", "YYYY_MM_DD")
     assert default_datetime_strings(Interval.WEEKLY, 4) == ('IYYY"w"IW', "YYYY_MM_DD")
-    assert default_datetime_strings(Interval.QUARTERLY, 4)[0] == 'YYYY"q"Q'
+    assert default_datetime_strings(Interval.QUARTERLY, 4) == ('YYYY"q"Q', "YYYY_MM", "YYYY_MM_DD")
     assert default_datetime_strings(Interval.DAILY, 4) == ("YYYY_MM_DD",)
-    assert default_datetime_strings(Interval.YEARLY, 4) == ("YYYY",)
+    assert default_datetime_strings(Interval.YEARLY, 4) == ("YYYY", "YYYY_MM_DD")
     for interval in Interval:
         assert default_datetime_strings(interval, 5)[0] == "YYYYMMDD", "5.x: one string; upgraded sets keep 4.x's"
 
@@ -258,7 +259,7 @@ def test_an_id_based_set_is_named_on_one_line_and_not_written(capsys, workdir, u
     assert result.code == 0, result.err
     assert ("warning: public.ids: not imported: id-based set (control id bigint); partman manages time keys only\n"
             in result.err)
-    assert [line for line in result.err.splitlines() if line.startswith("warning:")] == [
+    assert [line for line in result.err.splitlines() if ": not imported: " in line] == [
         "warning: public.ids: not imported: id-based set (control id bigint); partman manages time keys only"]
     assert not (workdir / "specs" / "public.ids.yaml").exists()
     assert len(list((workdir / "specs").iterdir())) == len(TABLES)
@@ -271,7 +272,7 @@ def test_a_custom_datetime_string_is_named_on_one_line_and_not_written(capsys, w
     assert result.code == 0, result.err
     assert result.err.splitlines()[0] == (
         "warning: public.events: not imported: custom datetime_string 'YYYYMM' (pg_partman 4.x writes 'YYYY_MM'"
-        " for a monthly set); partman names partitions its own way")
+        " or 'YYYY_MM_DD' for a monthly set); partman names partitions its own way")
     assert not (workdir / "specs" / "public.events.yaml").exists()
 
 
@@ -412,3 +413,36 @@ def test_the_import_command_explains_itself_with_examples(capsys):
     assert result.code == 0
     assert "Usage: partman import pg-partman [OPTIONS]" in result.out and "Examples:" in result.out
     assert "--out DIR" in result.out and "--schema SCHEMA" in result.out
+
+
+@ON_PG15
+def test_a_set_made_with_date_trunc_interval_is_imported(capsys, workdir, url, db):
+    db.execute("CREATE TABLE public.trunc (id bigint, at timestamptz NOT NULL) PARTITION BY RANGE (at);"
+               " SELECT partman.create_parent('public.trunc', 'at', 'native', 'monthly', p_date_trunc_interval := 'month')")
+    result = import_(capsys, url)
+    assert result.code == 0, result.err
+    assert (workdir / "specs" / "public.trunc.yaml").exists()
+    assert "public.trunc" not in result.err
+
+
+@ON_PG15
+def test_a_precision_on_a_time_control_column_is_named_as_such_not_as_an_id_set(capsys, workdir, url, db):
+    db.execute("CREATE TABLE public.precise (id bigint, at timestamptz(0) NOT NULL) PARTITION BY RANGE (at);"
+               " SELECT partman.create_parent('public.precise', 'at', 'native', 'daily')")
+    result = import_(capsys, url)
+    line = next(line for line in result.err.splitlines() if "public.precise" in line)
+    assert "control at is timestamp(0) with time zone" in line and "id-based" not in line
+
+
+@ON_PG15
+def test_what_partman_does_differently_is_said_for_a_set_it_imports(capsys, workdir, url, db):
+    db.execute("""CREATE TABLE public.tpl (id bigint, at timestamptz NOT NULL) PARTITION BY RANGE (at);
+                  CREATE TABLE public.tpl_template (LIKE public.tpl);
+                  CREATE UNIQUE INDEX ON public.tpl_template (id);
+                  SELECT partman.create_parent('public.tpl', 'at', 'native', 'daily', p_template_table := 'public.tpl_template');
+                  UPDATE partman.part_config SET inherit_privileges = true WHERE parent_table = 'public.tpl'""")
+    result = import_(capsys, url)
+    lines = [line for line in result.err.splitlines() if line.startswith("warning: public.tpl: imported, but")]
+    assert any("template table public.tpl_template" in line for line in lines), result.err
+    assert any("inherit_privileges" in line for line in lines), result.err
+    assert (workdir / "specs" / "public.tpl.yaml").exists()
