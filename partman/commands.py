@@ -31,6 +31,7 @@ def plan(options: Options, fmt: str, out: Optional[Path], detailed_exitcode: boo
     from . import planfile, render
 
     session = Session.open(options)
+    session.on_standby("this plan was read from it (replicated state); apply runs on the primary")
     the_plan = session.plan()
     emit(render.render(the_plan, fmt, timestamps=timestamps), color=fmt == "text")
     if out is not None:
@@ -50,6 +51,8 @@ def apply(options: Options, auto_approve: bool, move_default_rows: bool, allow_c
     if fmt == "json" and not auto_approve:
         raise UsageError("apply --format json needs --auto-approve: no plan is shown to confirm (review it with plan)")
     session = Session.open(options)
+    if session.on_standby(STANDBY_APPLY):
+        return Exit.OK
     if session.pinned and not allow_clock_skew:
         refuse_skew(session.specs, session.now, session.database_now)
     the_plan = session.plan(digests=True)
@@ -75,6 +78,10 @@ def apply(options: Options, auto_approve: bool, move_default_rows: bool, allow_c
     return _finish(fmt, the_plan, outcomes, failed, withheld)
 
 
+# What apply says on a standby: the same cron job runs on every node, and only the primary's run changes anything.
+STANDBY_APPLY = "nothing to apply here, nothing changed; the primary's partman keeps the tables in shape (exit 0)"
+
+
 def apply_saved(path: Path, options: Options, move_default_rows: bool, allow_clock_skew: bool, fmt: str) -> int:
     """Apply exactly what was reviewed: same target, same specs, same state, or nothing at all. The project is
     the one the plan file records (relative to it), so this works from any directory."""
@@ -93,6 +100,9 @@ def apply_saved(path: Path, options: Options, move_default_rows: bool, allow_clo
     options = replace(options, paths=[path], project_file=options.project_file or planfile.locate_project(path, saved))
     project = load_project(options)
     session = Session.connect(options, project, saved.plan.env, list(saved.specs))
+    session.standby = session.conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    if session.on_standby(STANDBY_APPLY):
+        return Exit.OK
     if saved.plan.pinned and not allow_clock_skew:
         refuse_skew(list(saved.specs), saved.plan.now, session.conn.execute("SELECT now()").fetchone()[0])
     here = session.target()
@@ -198,6 +208,8 @@ def drift(options: Options, fmt: str, prometheus_file: Optional[Path], min_runwa
     except ValueError as exc:
         raise UsageError(f"--min-runway: {exc}") from None
     session = Session.open(options)
+    if session.on_standby("nothing to report here; the primary's drift reports (exit 0)"):
+        return Exit.OK
     snap, the_plan = session.observe()
     rows, locked = catalog.default_row_counts(session.conn, snap.tables.values(), session.ladder)
     found = drifts.report(session.specs, snap, the_plan, now=session.now, default_rows=rows, min_runway=floor,

@@ -46,6 +46,7 @@ class Session:
     now: Optional[datetime] = None
     database_now: Optional[datetime] = None
     pinned: bool = False
+    standby: bool = False  # the server is a hot standby in recovery: it reads, and nothing can change there
 
     @property
     def ladder(self) -> "Ladder":
@@ -63,7 +64,7 @@ class Session:
         env = env_of(project, options.env)
         specs = only(load_specs(options.paths, env, project.env_names), options.tables)
         session = cls.connect(options, project, env, specs)
-        session.database_now = session.conn.execute("SELECT now()").fetchone()[0]
+        session.database_now, session.standby = session.conn.execute("SELECT now(), pg_is_in_recovery()").fetchone()
         session.now, session.pinned = (pinned, True) if pinned else (session.database_now, False)
         return session
 
@@ -86,6 +87,13 @@ class Session:
     def plan(self, digests: bool = False):
         """digests=True for a plan that apply will carry out: it checks them under each table's lock."""
         return self.observe(digests)[1]
+
+    def on_standby(self, what: str) -> bool:
+        """Says, in one line, that this server is a standby and what that means for the command; True if so.
+        The same cron job can run on every node of a cluster: on the standbys it does nothing and exits 0."""
+        if self.standby:
+            OUT.warn(f"{self.target().describe()} is a standby in recovery: {what}")
+        return self.standby
 
     def target(self):
         from .planfile import target_of
