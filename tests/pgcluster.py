@@ -159,21 +159,24 @@ class Cluster:
                       "--locale=C", "--no-sync")
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"{self.label}: initdb failed:\n{exc.stderr.decode(errors='replace')}") from None
-        with open(self.data / "postgresql.conf", "a") as conf:
-            conf.write(
-                f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
-                # Durability is not what these servers are for; speed is.
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                # PostgreSQL's default lock table share: what partman locks in one transaction is tested against
-                # what users have (a plan's thousands of creates once ran out of shared memory here).
-                "max_connections = 60\nmax_locks_per_transaction = 64\nshared_buffers = 64MB\n"
-            )
+        self._conf(
+            f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
+            # Durability is not what these servers are for; speed is.
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            # PostgreSQL's default lock table share: what partman locks in one transaction is tested against
+            # what users have (a plan's thousands of creates once ran out of shared memory here).
+            "max_connections = 60\nmax_locks_per_transaction = 64\nshared_buffers = 64MB\n"
+        )
         try:
             self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "start")
         except subprocess.CalledProcessError:
             log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
             raise RuntimeError(f"{self.label} did not start:\n{log}") from None
         return self
+
+    def _conf(self, text: str) -> None:
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(text)
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -183,3 +186,17 @@ class Cluster:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Replica(Cluster):
+    """A hot standby of a running cluster: a base backup with -R (standby.signal, primary_conninfo), streaming."""
+
+    def start_from(self, primary_port: int) -> "Replica":
+        if self.user:
+            os.chown(self.root, pwd.getpwnam(self.user).pw_uid, pwd.getpwnam(self.user).pw_gid)
+        os.chmod(self.root, 0o755)
+        self._run("pg_basebackup", "-D", str(self.data), "-R", "-X", "stream", "-c", "fast",
+                  "-d", f"host=127.0.0.1 port={primary_port} user=postgres")
+        self._conf(f"port = {self.port}\nunix_socket_directories = '{self.root}'\nhot_standby = on\n")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "start")
+        return self

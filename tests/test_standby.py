@@ -4,13 +4,7 @@ so that the same cron job runs on every node; plan reads the replicated state an
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,45 +12,9 @@ import pytest
 from conftest import EXTERNAL
 from dbtools import run_cli
 from helpers import spec_data, write_spec
-from pgcluster import _free_port, _run_as, debian_bindir, embedded_bindir, runnable_bindir
+from pgcluster import Replica, debian_bindir, embedded_bindir
 
 NOW = "2027-02-15T12:00:00Z"
-
-
-class Standby:
-    """A streaming replica of a test server: a base backup with -R (standby.signal and primary_conninfo)."""
-
-    def __init__(self, server):
-        self.user = _run_as()
-        bindir = embedded_bindir() if server.label == "pg18" else debian_bindir()
-        self.bindir = runnable_bindir(Path(bindir), self.user)
-        self.root = Path(tempfile.mkdtemp(prefix=f"partman-standby-{server.label}-"))
-        self.data, self.port = self.root / "data", _free_port()
-        self.primary = psycopg.conninfo.conninfo_to_dict(server.admin_url)
-
-    def _run(self, *args: str) -> None:
-        subprocess.run([str(self.bindir / args[0]), *args[1:]], check=True, user=self.user, cwd=self.root,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def start(self) -> "Standby":
-        if self.user:
-            entry = pwd.getpwnam(self.user)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        source = f"host=127.0.0.1 port={self.primary['port']} user=postgres"
-        self._run("pg_basebackup", "-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "-d", source)
-        with open(self.data / "postgresql.conf", "a") as conf:
-            conf.write(f"port = {self.port}\nunix_socket_directories = '{self.root}'\nhot_standby = on\n")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "start")
-        return self
-
-    def url(self, dbname: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def cli(capsys, url, command, *extra):
@@ -71,7 +29,8 @@ def standby(capsys, server, workdir, db_url, conn):
     write_spec(workdir / "specs", spec_data(premake="2 months"))
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
     write_spec(workdir / "specs", spec_data(premake="6 months"))  # the primary has work to do now
-    replica = Standby(server).start()
+    bindir = embedded_bindir() if server.label == "pg18" else debian_bindir()
+    replica = Replica(bindir, f"standby-{server.label}").start_from(psycopg.conninfo.conninfo_to_dict(server.admin_url)["port"])
     url = replica.url(conn.info.dbname)
     try:
         deadline = time.monotonic() + 30
