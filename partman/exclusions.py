@@ -15,8 +15,8 @@ from typing import Sequence
 import psycopg
 from psycopg import Connection, sql
 
-from .errors import CatalogError, LockBusy
-from .failures import first_line
+from .errors import CatalogError
+from .failures import read_failure
 from .intervals import Interval
 from .model import Bounds, KeyType, TableRef
 from .naming import MAX_BYTES, partition_name
@@ -202,10 +202,8 @@ def read(conn: Connection, state_schema: str, tables: Sequence[TableRef], *, tim
                 raise CatalogError(f"permission denied for table {state_schema}.partition_log: exclusions need SELECT on it")
             query = sql.SQL(_MANAGED).format(log=sql.Identifier(state_schema, "partition_log"))
             rows = cur.execute(query, {"schemas": [r.schema for r in refs], "names": [r.name for r in refs]}).fetchall()
-    except psycopg.errors.LockNotAvailable:
-        raise LockBusy(f"{state_schema}.partition_log: lock not granted within {lock_timeout_ms} ms; safe to retry") from None
-    except psycopg.errors.QueryCanceled as exc:
-        raise CatalogError(f"reading {state_schema}.partition_log took longer than {timeout_ms} ms: {first_line(exc)}") from None
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+        raise read_failure(exc, f"{state_schema}.partition_log", timeout_ms, lock_timeout_ms) from None
     for parent_schema, parent_name, schema, name in rows:
         found.setdefault(TableRef(parent_schema, parent_name), []).append(TableRef(schema, name))
     return found

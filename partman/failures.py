@@ -3,6 +3,8 @@ that says what happened and what to do; psycopg's multi-line texts and Python's 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import psycopg
 
 _MEANING = [
@@ -13,6 +15,19 @@ _MEANING = [
     (psycopg.errors.AdminShutdown, "the server terminated partman's connection"),
     (psycopg.OperationalError, "lost the connection to the server"),
 ]
+
+
+def read_failure(exc: psycopg.Error, table: str, timeout_ms: int, lock_ms: int, hint: str = "") -> Optional[Exception]:
+    """The one-line error of a read of table that waited too long: its lock (LockBusy, safe to retry) or its
+    statement_timeout (with hint, what would make it shorter); None for any other failure."""
+    from .errors import CatalogError, LockBusy
+
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return LockBusy(f"{table}: lock not granted within {lock_ms} ms (another session holds it exclusively);"
+                        " safe to retry")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return CatalogError(f"reading {table} took longer than {timeout_ms} ms (statement_timeout){hint}")
+    return None
 
 
 def first_line(exc: BaseException) -> str:

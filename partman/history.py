@@ -11,8 +11,8 @@ from typing import Any, Optional, Sequence
 import psycopg
 from psycopg import Connection, sql
 
-from .errors import CatalogError, LockBusy, UsageError
-from .failures import first_line
+from .errors import CatalogError, UsageError
+from .failures import first_line, read_failure
 from .intervals import add_months
 from .model import TableRef, iso
 
@@ -211,12 +211,9 @@ def _failure(exc: psycopg.Error, role: str, schema: str, timeout_ms: int, lock_m
                                 f" GRANT USAGE ON SCHEMA {schema} TO {role}")
         return CatalogError(f"permission denied for table {table}: reading the audit log needs"
                             f" GRANT SELECT ON {table} TO {role}")
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
-        return LockBusy(f"{table}: lock not granted within {lock_ms} ms (another session holds it exclusively,"
-                        " e.g. an apply altering it); safe to retry")
-    if isinstance(exc, psycopg.errors.QueryCanceled):
-        return CatalogError(f"reading {table} took longer than {timeout_ms} ms (statement_timeout);"
-                            " narrow it with --since, --table or --limit")
+    waited = read_failure(exc, table, timeout_ms, lock_ms, "; narrow it with --since, --table or --limit")
+    if waited is not None:
+        return waited
     if isinstance(exc, psycopg.errors.UndefinedColumn):
         return CatalogError(f"{table} is not partman's audit log: {first_line(exc)}")
     return exc

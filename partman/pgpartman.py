@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 from psycopg import Connection, sql
 
-from .errors import CatalogError, LockBusy, PartmanError
-from .failures import first_line
+from .errors import CatalogError, PartmanError
+from .failures import first_line, read_failure
 from .intervals import Interval, Span
 from .model import KeyType, TableRef
 from .timeline import Grid, KeySpace
@@ -335,13 +335,11 @@ def _part_set(row: tuple, children: dict[int, list], canonical: dict[str, Option
 def _failure(exc: psycopg.Error, schema: str, timeout_ms: int, lock_ms: int) -> Exception:
     table = f"{schema}.part_config"
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        if "schema" in (exc.diag.message_primary or ""):
+            return CatalogError(f"permission denied for schema {schema}: the import needs GRANT USAGE ON SCHEMA {schema}"
+                                " (and SELECT on part_config)")
         return CatalogError(f"permission denied reading {table} or its tables: {first_line(exc)}")
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
-        return LockBusy(f"{table}: lock not granted within {lock_ms} ms (another session holds it exclusively);"
-                        " safe to retry")
-    if isinstance(exc, psycopg.errors.QueryCanceled):
-        return CatalogError(f"reading {table} took longer than {timeout_ms} ms (statement_timeout)")
-    return exc
+    return read_failure(exc, table, timeout_ms, lock_ms) or exc
 
 
 # --- Deciding, and the spec text ---
