@@ -84,6 +84,8 @@ def apply_plan(
             outcome = Outcome(table_plan.table, Status.ERROR, "; ".join(table_plan.errors))
         elif not table_plan.changes:
             outcome = Outcome(table_plan.table, Status.UNCHANGED)
+        elif table_plan.refused:
+            outcome = Outcome(table_plan.table, Status.ERROR, f"{table_plan.refused}; nothing changed")
         else:
             outcome = _apply_table(
                 conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected, move_default_rows,
@@ -275,8 +277,8 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
                                survey=snap.surveys.get(spec.table), unproven=snap.unproven.get(spec.table, ()))
     if protected:
         fresh = fresh.without_destructive()
-    if fresh.errors:
-        raise PartmanError("; ".join(fresh.errors))
+    if fresh.errors or fresh.refused:
+        raise PartmanError("; ".join(fresh.errors or (fresh.refused,)))
     extra = set(map(_signature, fresh.actions)) - set(map(_signature, shown.actions))
     if extra or (fresh.create_parent and not shown.create_parent) or (fresh.config and fresh.config != shown.config):
         raise StalePlan(f"{shown.table} changed since the plan was shown ({len(extra)} new actions); run plan again")

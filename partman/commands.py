@@ -197,6 +197,8 @@ def table_errors(the_plan: Any) -> None:
     for t in the_plan.tables:
         for error in t.errors:
             OUT.error(cut(error, 400))
+        if t.refused and t.changes:
+            OUT.warn(f"warning: {cut(t.refused, 400)}; apply will refuse this table")
 
 
 def drift(options: Options, fmt: str, prometheus_file: Optional[Path], min_runway: Optional[str]) -> int:

@@ -190,6 +190,8 @@ class TablePlan:
     config: Optional[ConfigRow] = None  # the partition_config row to write, when it differs from the spec
     observed_digest: Optional[str] = None  # the server's digest of the structure planned from (catalog._DIGEST)
     conversion: Optional["Conversion"] = None  # the steps of a CONVERT action (conversion.py)
+    # Why apply refuses this table (a privilege the connected role lacks); the plan is shown all the same.
+    refused: Optional[str] = None
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
     observation: Observation = field(default_factory=Observation, compare=False, repr=False)
@@ -247,6 +249,7 @@ class TablePlan:
             "errors": list(self.errors),
             "config": self.config.to_dict() if self.config else None,
             **({"conversion": self.conversion.to_dict()} if self.conversion else {}),
+            **({"refused": self.refused} if self.refused else {}),
             "observed_fingerprint": self.observed_fingerprint,
             "spec_fingerprint": self.spec_fingerprint,
         }
@@ -267,6 +270,7 @@ class TablePlan:
             errors=tuple(d["errors"]),
             config=ConfigRow.from_dict(d["config"]) if d.get("config") else None,
             conversion=_conversion(d.get("conversion"), kt),
+            refused=d.get("refused"),
             observation=Observation(lambda: observed or {}),
         )
 

@@ -162,12 +162,13 @@ def _plan_table(
     _note_default(t, has_rows, busy, bool(creates))
     if any(a.kind is ActionKind.ADOPT for a in t.actions):
         _adoption_notes(t, window(grid, now, spec.premake).start)
-    denied = _denied(spec, state, t.actions)
-    if denied:
-        return TablePlan(key_type=key_type, errors=(denied,), **base)
+    missing = _missing(spec, state)
+    if missing:
+        return TablePlan(key_type=key_type, errors=(missing,), **base)
     wanted_config = desired_config(spec)
     return TablePlan(
         key_type=key_type,
+        refused=_unprivileged(spec, state, t.actions),
         create_parent=state.oid is None,
         config=wanted_config if wanted_config != state.config else None,
         actions=tuple(sorted(t.actions, key=_action_order)),
@@ -188,13 +189,13 @@ def _plan_conversion(spec: TableSpec, state: TableState, survey, now: datetime, 
     if survey is None:
         return TablePlan(key_type=None, errors=(f"{spec.table}: not surveyed for conversion",), **base)
     converted, errors = conversion.plan(spec, survey, now, taken)
-    denied = None if errors else _denied(spec, state, [Action(ActionKind.CREATE, spec.table, Bounds(None, None), Reason.PREMAKE)])
-    if errors or denied:
-        return TablePlan(key_type=survey.key_type, errors=tuple(errors) or (denied,), **base)
+    if errors:
+        return TablePlan(key_type=survey.key_type, errors=tuple(errors), **base)
     action = Action(ActionKind.CONVERT, converted.legacy, converted.bounds, Reason.CONVERT_ATTACH,
                     rows_estimate=survey.rows_estimate, oid=survey.oid)
     wanted_config = desired_config(spec)
-    return TablePlan(key_type=survey.key_type, actions=(action,), conversion=converted,
+    refused = _unprivileged(spec, state, [Action(ActionKind.CREATE, spec.table, Bounds(None, None), Reason.PREMAKE), action])
+    return TablePlan(key_type=survey.key_type, actions=(action,), conversion=converted, refused=refused,
                      config=wanted_config if wanted_config != state.config else None, **base)
 
 
@@ -501,25 +502,36 @@ def _retire_detached(t: _Table, now: datetime, cutoff: Optional[KeyValue]) -> li
     return held
 
 
-def _denied(spec: TableSpec, state: TableState, actions: list[Action]) -> Optional[str]:
-    """Why apply would fail for want of a schema or a privilege, known now rather than halfway through."""
+def _missing(spec: TableSpec, state: TableState) -> Optional[str]:
+    """What the database lacks for a parent to be created (a schema, a column type): the spec cannot be planned."""
+    access = state.access
+    if state.oid is not None:
+        return None
+    if not access.schema_exists:
+        return f"{spec.table}: schema {spec.table.schema} does not exist; create it first (partman creates tables, never schemas)"
+    if access.missing_types:
+        return (f"{spec.table}: the spec's column type {access.missing_types[0]!r} does not exist in the database"
+                f" ({spec.source}); create the type or fix the spec")
+    return None
+
+
+# What each action needs of the connected role; an adoption writes partition_log rows only.
+_NEEDS_CREATE = (ActionKind.CREATE,)
+_NEEDS_OWNER = (ActionKind.CREATE, ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH, ActionKind.CONVERT)
+
+
+def _unprivileged(spec: TableSpec, state: TableState, actions: list[Action]) -> Optional[str]:
+    """Why apply would be refused for want of a privilege, known at plan time. The plan itself is a read, so it is
+    made and shown all the same (a read-only role can plan and watch drift); apply refuses the table before
+    changing anything."""
     access = state.access
     schema = spec.table.schema
-    if state.oid is None:
-        if not access.schema_exists:
-            return f"{spec.table}: schema {schema} does not exist; create it first (partman creates tables, never schemas)"
-        if not access.may_create:
-            return f"{spec.table}: the connected role has no CREATE privilege on schema {schema}, so it cannot create the table"
-        if access.missing_types:
-            return (f"{spec.table}: the spec's column type {access.missing_types[0]!r} does not exist in the database"
-                    f" ({spec.source}); create the type or fix the spec")
-        return None
-    if not actions:
-        return None
-    if any(a.kind is ActionKind.CREATE for a in actions) and not access.may_create:
+    if state.oid is None and not access.may_create:
+        return f"{spec.table}: the connected role has no CREATE privilege on schema {schema}, so it cannot create the table"
+    if any(a.kind in _NEEDS_CREATE for a in actions) and not access.may_create:
         return (f"{spec.table}: the connected role has no CREATE privilege on schema {schema}, so it cannot create"
                 f" partitions (GRANT CREATE ON SCHEMA {schema} TO it)")
-    if not access.owned:
+    if state.oid is not None and any(a.kind in _NEEDS_OWNER for a in actions) and not access.owned:
         return (f"{spec.table}: attaching and detaching partitions needs the table's owner ({access.owner}) or a member"
                 " of that role; the connected role is neither")
     return None

@@ -113,10 +113,18 @@ def test_a_role_without_select_on_partition_log_is_one_line_naming_it(project, d
 
 
 def test_a_statement_timeout_is_one_line(project, db_url, conn):
-    conn.execute("CREATE ROLE hasty LOGIN")
-    conn.execute("ALTER ROLE hasty SET statement_timeout = '1us'")
+    # The role's statement_timeout (20 ms) ends a read that waits on a lock before partman's lock_timeout would
+    # (a ladder step of 95 ms): a statement_timeout for certain, whatever the machine's speed.
+    assert partman(project, "apply", "specs", "--env", "test", "--database-url", db_url, "--now", NOW,
+                   "--auto-approve").returncode == 0
+    conn.execute("CREATE ROLE hasty LOGIN; GRANT SELECT ON partition_log, partition_config TO hasty")
+    conn.execute("ALTER ROLE hasty SET statement_timeout = '20ms'")
     url = psycopg.conninfo.make_conninfo(db_url, user="hasty")
-    assert_one_line(partman(project, "plan", "specs", "--env", "test", "--database-url", url, "--now", NOW))
+    with psycopg.connect(db_url) as holder:
+        holder.execute("LOCK TABLE partition_log IN ACCESS EXCLUSIVE MODE")
+        proc = partman(project, "plan", "specs", "--env", "test", "--database-url", url, "--now", NOW)
+    assert_one_line(proc)
+    assert "statement_timeout" in proc.stderr or "cancel" in proc.stderr, proc.stderr
 
 
 def test_apply_on_a_read_only_database_is_one_line(project, db_url, conn):

@@ -36,23 +36,39 @@ def test_a_table_in_a_schema_that_does_not_exist_is_an_error_at_plan_time(capsys
     assert conn.execute("SELECT to_regnamespace('app')").fetchone()[0] is None
 
 
-def test_a_role_without_create_on_the_schema_is_told_at_plan_time(capsys, workdir, db_url, conn):
+def test_a_role_without_create_on_the_schema_plans_and_is_refused_by_apply_at_plan_time(capsys, workdir, db_url, conn):
     conn.execute("CREATE SCHEMA app")
     url = role(conn, db_url, "reader", "GRANT USAGE ON SCHEMA app TO reader")
     write_spec(workdir / "specs", spec_data(table="app.events"))
-    result = cli(capsys, url, "plan")
-    assert result.code == 1 and "no CREATE privilege on schema app" in result.err
-    assert len(result.err.splitlines()) == 1
+    result = cli(capsys, url, "plan", "--detailed-exitcode")
+    assert result.code == 2, result.err
+    assert "+ create table app.events" in result.out, "the plan is a read: it is made and shown"
+    assert "! refused  apply will refuse this table: app.events: the connected role has no CREATE privilege" in result.out
+    assert result.err.splitlines() == [
+        "warning: app.events: the connected role has no CREATE privilege on schema app, so it cannot create the table;"
+        " apply will refuse this table"]
+    applied = cli(capsys, url, "apply", "--auto-approve")
+    assert applied.code == 1 and "no CREATE privilege on schema app" in applied.err
+    assert conn.execute("SELECT to_regclass('app.events')").fetchone()[0] is None
 
 
-def test_a_role_that_does_not_own_the_parent_is_told_at_plan_time(capsys, workdir, db_url, conn):
+def test_a_role_that_does_not_own_the_parent_plans_and_watches_drift_but_apply_refuses(capsys, workdir, db_url, conn):
     write_spec(workdir / "specs", spec_data(interval="monthly", premake="2 months"))
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
     url = role(conn, db_url, "stranger", "GRANT CREATE ON SCHEMA public TO stranger",
                "GRANT SELECT ON partition_log, partition_config TO stranger")
     write_spec(workdir / "specs", spec_data(interval="monthly", premake="6 months"))
-    result = cli(capsys, url, "plan")
-    assert result.code == 1 and "needs the table's owner (postgres)" in result.err
+    result = cli(capsys, url, "plan", "--detailed-exitcode")
+    assert result.code == 2 and "+ create   public.bookings_2027_05" in result.out
+    assert "needs the table's owner (postgres)" in result.out and "needs the table's owner (postgres)" in result.err
+    drift = cli(capsys, url, "drift", "--format", "json")
+    assert drift.code == 2
+    kinds = {f["kind"] for f in json.loads(drift.out)["tables"][0]["findings"]}
+    assert "missing" in kinds and "parent" not in kinds, "drift reports the partitions, not the role"
+    before = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'bookings'::regclass").fetchone()[0]
+    applied = cli(capsys, url, "apply", "--auto-approve")
+    assert applied.code == 1 and "needs the table's owner (postgres)" in applied.err
+    assert conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'bookings'::regclass").fetchone()[0] == before
 
 
 def test_a_partition_key_of_another_type_than_the_spec_says_is_an_error(capsys, workdir, db_url, conn):
