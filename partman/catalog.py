@@ -13,6 +13,7 @@ import psycopg
 from psycopg import Connection, Cursor, IsolationLevel, sql
 from psycopg.pq import TransactionStatus
 
+from . import references
 from .errors import CatalogError, LockBusy
 from .lock import Ladder, attempts
 from .model import Bounds, KeyType, KeyValue, TableRef
@@ -320,6 +321,8 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
             for ref in refs
         }
         tables = _with_missing_types(cur, specs, tables)
+        refs = references.read(cur, [t.oid for t in tables.values() if t.strategy == "range"])
+        tables = {ref: replace(t, references=refs.get(t.oid, ())) if t.oid in refs else t for ref, t in tables.items()}
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
         unproven = _unproven(cur, specs, tables)

@@ -19,6 +19,9 @@ _ALL = [
     Diagnostic("PM101", "kept: holds rows",
                "a partition the new layout would replace holds rows: it stays as it is and the grid fills around it;"
                " move its rows yourself if you want the layout everywhere"),
+    Diagnostic("PM102", "kept: referenced",
+               "rows of another table reference it through a foreign key: retention retires it once they are gone"
+               " (delete or re-point them, or keep the partition)"),
     Diagnostic("PM201", "unmanaged partition",
                "not in partition_log, so partman never drops it; drop it yourself or leave it"),
     Diagnostic("PM202", "unmanaged partition past retention",
@@ -47,6 +50,9 @@ _ALL = [
     Diagnostic("PM213", "gap between partitions",
                "no partition covers this range and the plan does not fill it (it is behind the window): inserts"
                " there fail or go to the default partition; create a partition by hand if they should not"),
+    Diagnostic("PM214", "foreign key without an index",
+               "checking the referencing table for rows that point into a retiring partition reads all of it; an index"
+               " leading with the referencing key column makes the check cheap"),
     Diagnostic("PM301", "blocked by the future-data check",
                "a partition about to be dropped holds rows now: nothing of that table changed; check the rows and retention"),
     Diagnostic("PM302", "stale plan", "the database changed since the plan was made: run plan again and review it"),

@@ -9,12 +9,12 @@ from typing import Iterable, Optional
 
 from psycopg import Connection
 
-from . import catalog, planner
+from . import catalog, planner, references
 from .catalog import Moved
 from .errors import CatalogError
 from .lock import Ladder
 from .moves import in_range_count
-from .plan import ROW_FIGURED, ActionKind, Plan
+from .plan import ROW_FIGURED, ActionKind, Plan, Reason
 from .snapshot import Snapshot
 from .spec import TableSpec
 
@@ -34,6 +34,7 @@ def observe(
                                     digests=digests, ladder=ladder)
             the_plan = planner.plan(specs, snap, now=now, env=env)
             the_plan = _count_default_rows(conn, specs, snap, the_plan, ladder)
+            the_plan = _count_references(conn, snap, the_plan, ladder)
             return snap, _count_rows(conn, the_plan, ladder)
         except Moved:
             continue  # a partition vanished while it was locked and waited for: read it all again
@@ -54,6 +55,23 @@ def _count_default_rows(conn: Connection, specs: list[TableSpec], snap: Snapshot
         return the_plan
     counts, locked = catalog.settle(conn, questions, ladder)
     return planner.with_default_rows(the_plan, counts, frozenset(table for table, _ in locked))
+
+
+def _count_references(conn: Connection, snap: Snapshot, the_plan: Plan, ladder: Ladder) -> Plan:
+    """For each partition retention would detach, the rows of each table whose foreign key points into it, counted
+    up to a cap; one settle for them all, asked only where a table has foreign keys into it."""
+    questions = {}
+    for t in the_plan.tables:
+        for ref in snap.tables[t.table].references if t.table in snap.tables else ():
+            for a in t.actions:
+                if a.kind is ActionKind.DETACH and a.reason is Reason.RETENTION:
+                    questions[(t.table, a.partition, ref.constraint)] = (
+                        ref.table_oid, references.capped_count(ref, a.bounds, catalog.ROW_COUNT_CAP + 1))
+    if not questions:
+        return the_plan
+    counts, locked = catalog.settle(conn, questions, ladder)
+    return planner.with_references(the_plan, {t: snap.tables[t].references for t in snap.tables}, counts,
+                                   frozenset(locked), cap=catalog.ROW_COUNT_CAP)
 
 
 def _count_rows(conn: Connection, the_plan: Plan, ladder: Ladder) -> Plan:

@@ -352,6 +352,42 @@ def with_default_rows(plan: Plan, counts: dict[tuple[TableRef, Bounds], int],
     return replace(plan, tables=tuple(tables))
 
 
+def with_references(plan: Plan, refs: dict, counts: dict, locked: frozenset, *, cap: int) -> Plan:
+    """The plan with each partition that another table's rows reference kept rather than retired (on_reference:
+    block): its detach, and the drop that would follow it in the same run, become a note naming the referencing
+    table and the rows (counted by the shell, at most cap + 1; keyed by table, partition and constraint). One that
+    could not be checked (the referencing table stayed locked) is kept too. A foreign key whose referencing column
+    has no index is named, since checking it reads the whole referencing table."""
+    from .references import REFERENCED, UNINDEXED, reason, unindexed
+
+    tables = []
+    for t in plan.tables:
+        kept, notes = set(), list(t.kept)
+        warnings = list(t.warnings)
+        retiring = [a for a in t.actions if a.kind is ActionKind.DETACH and a.reason is Reason.RETENTION]
+        for ref in refs.get(t.table, ()) if retiring else ():
+            if unindexed(ref):
+                warnings.append(Note(UNINDEXED, ref.table, Bounds(None, None), unindexed(ref)))
+            for a in retiring:
+                key = (t.table, a.partition, ref.constraint)
+                if key in locked:
+                    kept.add(a.partition)
+                    notes.append(Note(BUSY, a.partition, a.bounds, f"{ref.table} stayed locked: its references into"
+                                      " this partition were not checked; kept for now (plan again later)"))
+                elif counts.get(key):
+                    kept.add(a.partition)
+                    notes.append(Note(REFERENCED, a.partition, a.bounds, reason(ref, min(counts[key], cap), counts[key] > cap)))
+        if not kept and len(warnings) == len(t.warnings):
+            tables.append(t)
+            continue
+        actions = tuple(a for a in t.actions if not (a.partition in kept and a.reason in (Reason.RETENTION,
+                                                                                           Reason.RETENTION_GRACE_ELAPSED)
+                                                      and (a.kind is ActionKind.DETACH or a.attached is False)))
+        tables.append(replace(t, actions=actions, kept=tuple(sorted(notes, key=_note_order)),
+                              warnings=tuple(sorted(warnings, key=_note_order))))
+    return replace(plan, tables=tuple(tables))
+
+
 NOT_COUNTED_LOCKED = "locked by another session"
 NOT_COUNTED_DENIED = "no SELECT privilege on it"
 

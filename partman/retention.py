@@ -10,10 +10,11 @@ either done or with its intent recorded, which the next run finishes (retire.rec
 
 from __future__ import annotations
 
+import psycopg
 from psycopg import Connection, sql
 
-from . import audit, batches, ddl
-from .errors import LockBusy, StalePlan
+from . import audit, batches, ddl, references
+from .errors import Blocked, LockBusy, StalePlan
 from .lock import Ladder, with_retries
 from .model import TableRef
 from .plan import Action, ActionKind, Reason
@@ -44,11 +45,24 @@ def retire_all(conn: Connection, parent: TableRef, actions: list[Action], ctx: a
                 except LockBusy as exc:
                     raise LockBusy(f"{exc.message}; the detach of {action.partition} is recorded as pending:"
                                    " the next apply finishes it") from None
+                except psycopg.errors.ForeignKeyViolation:
+                    # A row of another table came to reference the partition after the check: it stays attached.
+                    _abandon(conn, parent, action, ctx, ladder, space)
+                    raise Blocked(f"{action.partition} came to be referenced by another table's rows during its detach;"
+                                  " it stays attached and its intent was cleared: run plan again") from None
         # The drops of this chunk's partitions, and as many of the partitions detached earlier.
         dropping = [a for a in drops if a.partition in {c.partition for c in chunk}]
         dropping += [a for a in drops if a.partition not in leaving][i:i + size]
         with_retries(conn, ladder, f"{parent}: retention", lambda: _finish(conn, parent, chunk, dropping, ctx, space))
         done.extend(chunk + dropping)
+
+
+def _abandon(conn: Connection, parent: TableRef, action: Action, ctx: audit.Context, ladder: Ladder, space: KeySpace) -> None:
+    """A detach that the database refused: the partition is still attached, so its recorded intent goes (a pending
+    concurrent detach is cancelled by FINALIZE failing the same way; the next plan sees it as it is)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    with_retries(conn, ladder, f"{action.partition}: clear", lambda: audit.clear_intent(conn, ctx, parent, space, action.bounds.start))
 
 
 def _intend(conn: Connection, parent: TableRef, chunk: list[Action], ctx: audit.Context, space: KeySpace) -> None:
@@ -57,6 +71,7 @@ def _intend(conn: Connection, parent: TableRef, chunk: list[Action], ctx: audit.
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
         sql.SQL(", ").join(ddl.ident(a.partition) for a in chunk)))
     _still(conn, chunk, attached=True)
+    references.check(conn, parent, [(a.partition, a.bounds) for a in chunk])
     audit.intend(conn, ctx, parent, space, [a.bounds for a in chunk], "detach")
 
 

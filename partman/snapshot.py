@@ -114,6 +114,8 @@ class TableState:
     log_high_water: Optional[int] = None  # max(partition_log.id) for this parent: moves with every recorded action
     digest: Optional[str] = None  # the server's digest of this structure (catalog._DIGEST); not part of to_dict
     access: Access = Access()  # not part of to_dict either: privileges are not structure
+    # Foreign keys of other tables into this one (references.py); rows are checked again under the lock.
+    references: tuple = ()
 
     @property
     def key_type(self) -> Optional[KeyType]:

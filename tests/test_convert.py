@@ -126,6 +126,9 @@ def test_retention_detaches_the_legacy_partition_only_once_its_whole_range_expir
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
     assert "events_legacy" not in cli(capsys, db_url, "plan", now="2027-05-15T00:00Z").out.split("- detach")[-1]
     plan = cli(capsys, db_url, "plan", now="2027-06-02T00:00Z")
+    assert "PM102 referenced by 50 rows of public.replies" in plan.out, "kept while replies point into it"
+    conn.execute("DELETE FROM replies")
+    plan = cli(capsys, db_url, "plan", now="2027-06-02T00:00Z")
     assert "- detach   public.events_legacy  [MINVALUE, 2027-03-01T00:00:00+00:00)" in plan.out
 
 
