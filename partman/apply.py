@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Optional
 import psycopg
 from psycopg import Connection
 
-from . import audit, batches, catalog, ddl, moves, planner, retention, retire
+from . import audit, batches, catalog, ddl, moves, planner, retention, retire, statistics
 from .console import plural
 from .errors import Blocked, LockBusy, PartmanError, StalePlan, worst
 from .failures import first_line
@@ -104,6 +104,7 @@ class _Done(list):
     def __init__(self, table: TableRef, on_done: Optional[Callable[[TableRef, int], None]]):
         super().__init__()
         self.table, self.on_done = table, on_done
+        self.not_analyzed: Optional[str] = None  # why the parent's ANALYZE did not run (its budget, its lock)
 
     def append(self, action: Action) -> None:
         super().append(action)
@@ -163,7 +164,8 @@ def _apply_table(
         return Outcome(spec.table, Status.ERROR, _progress(f"{spec.table}: {first_line(exc)}", done), tuple(done))
     if not todo.changes and not done:
         return Outcome(spec.table, Status.UNCHANGED, "already in shape (another run did the work)")
-    return Outcome(spec.table, Status.APPLIED, actions=tuple(done))
+    note = f"the parent's statistics were not refreshed: {done.not_analyzed}" if done.not_analyzed else ""
+    return Outcome(spec.table, Status.APPLIED, note, actions=tuple(done))
 
 
 def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Context, ladder: Ladder,
@@ -208,6 +210,8 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         moves.analyze(conn, partition, ladder)
     if converting and not todo.converting:  # proving foreign keys an earlier swap re-pointed: after the rest,
         _convert(conn, todo, spec, ctx, ladder, space, converting[0], done)  # so a failure there costs nothing else
+    if todo.analyze:
+        done.not_analyzed = statistics.analyze(conn, spec.table, ladder)
 
 
 def _convert(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Context, ladder: Ladder, space: KeySpace,

@@ -17,7 +17,7 @@ from . import references
 from .errors import CatalogError, LockBusy
 from .lock import Ladder, attempts
 from .model import Bounds, KeyType, KeyValue, TableRef
-from .snapshot import Access, ConfigRow, LogEntry, Partition, Snapshot, TableState
+from .snapshot import Access, ConfigRow, LogEntry, Partition, Snapshot, Statistics, TableState
 from .spec import TableSpec
 
 # Generated names share the parent's first bytes (naming.fit keeps at least this many), so the names a plan
@@ -57,7 +57,8 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
           FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum = (pt.partattrs::int2[])[0]) AS key_type,
        n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
-       c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner)
+       c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner),
+       c.reltuples >= 0, (SELECT greatest(s.last_analyze, s.last_autoanalyze) FROM pg_stat_all_tables s WHERE s.relid = c.oid)
   FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)
   LEFT JOIN pg_namespace n ON n.nspname = r.schema
   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name AND c.relkind IN ('r', 'p')
@@ -518,7 +519,7 @@ def row_presence(cur: Cursor, tables: dict[int, TableRef]) -> dict[int, bool]:
 
 
 def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> TableState:
-    _, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner = parent
+    _, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner, analyzed, analyzed_at = parent
     access = Access(schema_exists=schema_exists, may_create=may_create, owned=owned, owner=owner)
     if oid is None:
         return TableState(ref, access=access)
@@ -529,6 +530,7 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> Tab
         key_columns=tuple(key_columns or ()),
         key_type_name=key_type_name,
         access=access,
+        statistics=Statistics(bool(analyzed), analyzed_at),
     )
     key_type = state.key_type if len(state.key_columns) == 1 else None
     partitions, unparsed, default = [], [], None

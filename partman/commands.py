@@ -163,7 +163,8 @@ def report(outcome: Any) -> None:
     from .apply import Status
 
     if outcome.status is Status.APPLIED:
-        OUT.info(f"{outcome.table}: applied {plural(len(outcome.actions), 'action')}")
+        said = f"; {outcome.message}" if outcome.message else ""
+        OUT.info(f"{outcome.table}: applied {plural(len(outcome.actions), 'action')}{said}")
     elif outcome.status is Status.UNCHANGED:
         if outcome.message:
             OUT.info(f"{outcome.table}: {outcome.message}")

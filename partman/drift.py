@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from .intervals import Span
 from .model import Bounds, KeyType, KeyValue, iso
+from . import statistics
 from .plan import BUSY, ActionKind, Plan, Reason, TablePlan
 from .snapshot import Snapshot, TableState
 from .spec import TableSpec
@@ -32,6 +33,7 @@ class Kind(str, Enum):
     PARENT = "parent"
     PENDING = "pending_changes"
     BUSY = "busy"  # something drift needed to read was locked by another session for the whole ladder
+    STATISTICS = "statistics"  # the parent's statistics are older than the spec's analyze age, or were never collected
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ def _table(
     rows = default_rows.get(state.default.oid, 0) if state.default else 0
     if rows:
         findings.append(Finding(Kind.DEFAULT_ROWS, f"{rows:,} rows in the default partition", str(state.default.ref)))
+    stale = statistics.stale(spec, state, now) if state.strategy == "range" else None
+    if stale:
+        findings.append(Finding(Kind.STATISTICS, f"{stale} (analyze: {spec.analyze}); apply analyzes it"))
     if tp.changes:
         findings.append(Finding(Kind.PENDING, "the plan is not empty: run partman plan to see it"))
     return TableDrift(

@@ -192,6 +192,7 @@ class TablePlan:
     conversion: Optional["Conversion"] = None  # the steps of a CONVERT action (conversion.py)
     # Why apply refuses this table (a privilege the connected role lacks); the plan is shown all the same.
     refused: Optional[str] = None
+    analyze: Optional[str] = None  # why apply analyzes the parent (statistics.py); None: it does not
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
     observation: Observation = field(default_factory=Observation, compare=False, repr=False)
@@ -206,7 +207,7 @@ class TablePlan:
 
     @property
     def changes(self) -> bool:
-        return self.create_parent or bool(self.actions) or self.config is not None
+        return self.create_parent or bool(self.actions) or self.config is not None or self.analyze is not None
 
     def without_destructive(self) -> "TablePlan":
         """This plan with its detaches and drops withheld, and with the creates that needed them."""
@@ -250,6 +251,7 @@ class TablePlan:
             "config": self.config.to_dict() if self.config else None,
             **({"conversion": self.conversion.to_dict()} if self.conversion else {}),
             **({"refused": self.refused} if self.refused else {}),
+            **({"analyze": self.analyze} if self.analyze else {}),
             "observed_fingerprint": self.observed_fingerprint,
             "spec_fingerprint": self.spec_fingerprint,
         }
@@ -271,6 +273,7 @@ class TablePlan:
             config=ConfigRow.from_dict(d["config"]) if d.get("config") else None,
             conversion=_conversion(d.get("conversion"), kt),
             refused=d.get("refused"),
+            analyze=d.get("analyze"),
             observation=Observation(lambda: observed or {}),
         )
 

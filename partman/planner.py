@@ -12,6 +12,7 @@ from .naming import partition_name
 from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Observation, Note, Plan, Reason, RowCount, TablePlan
 from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
+from . import statistics
 from .spec import TableSpec
 from .timeline import Grid, KeySpace, retention_cutoff, window
 
@@ -166,9 +167,11 @@ def _plan_table(
     if missing:
         return TablePlan(key_type=key_type, errors=(missing,), **base)
     wanted_config = desired_config(spec)
+    changed = state.oid is None or any(a.kind in _CHANGES_PARTITIONS for a in t.actions)
     return TablePlan(
         key_type=key_type,
         refused=_unprivileged(spec, state, t.actions),
+        analyze=statistics.due(spec, state, changed, now),
         create_parent=state.oid is None,
         config=wanted_config if wanted_config != state.config else None,
         actions=tuple(sorted(t.actions, key=_action_order)),
@@ -551,6 +554,8 @@ def _missing(spec: TableSpec, state: TableState) -> Optional[str]:
     return None
 
 
+# The actions after which the parent's statistics are out of date (an adoption changes no partition).
+_CHANGES_PARTITIONS = (ActionKind.CREATE, ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH, ActionKind.CONVERT)
 # What each action needs of the connected role; an adoption writes partition_log rows only.
 _NEEDS_CREATE = (ActionKind.CREATE,)
 _NEEDS_OWNER = (ActionKind.CREATE, ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH, ActionKind.CONVERT)

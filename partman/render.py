@@ -76,6 +76,8 @@ def _table_lines(t: TablePlan) -> list[str]:
     if t.config is not None:
         settings = _settings(t.config)
         lines.append(f"  ~ config   partition_config: {settings}")
+    if t.analyze:
+        lines.append(f"  ~ analyze  ANALYZE {t.table} ({t.analyze})")
     if t.refused and t.changes:
         lines.append(f"  ! refused  apply will refuse this table: {t.refused}")
     for n in t.kept:

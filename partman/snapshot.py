@@ -96,6 +96,14 @@ class Access:
 
 
 @dataclass(frozen=True)
+class Statistics:
+    """The parent's own statistics, which autovacuum never collects for a partitioned table."""
+
+    collected: bool = True  # pg_class.reltuples >= 0: ANALYZE ran at least once (transactional, unlike pg_stat)
+    at: Optional[datetime] = None  # the last ANALYZE the cumulative statistics recorded
+
+
+@dataclass(frozen=True)
 class TableState:
     """One parent as the catalog shows it; oid None means the table does not exist."""
 
@@ -116,6 +124,7 @@ class TableState:
     access: Access = Access()  # not part of to_dict either: privileges are not structure
     # Foreign keys of other tables into this one (references.py); rows are checked again under the lock.
     references: tuple = ()
+    statistics: Statistics = Statistics()  # not part of to_dict: ANALYZE is no change of structure
 
     @property
     def key_type(self) -> Optional[KeyType]:

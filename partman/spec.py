@@ -38,6 +38,7 @@ DEFAULT_PREMAKE: dict[Interval, Optional[str]] = {
 DEFAULT_ENV = "default"
 SPAN_KEYS = ("premake", "retention", "retention_grace")
 _OPTIONAL_FLAGS = ("adopt", "convert", "retention_keep_table")
+DEFAULT_ANALYZE = "after_changes"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,12 @@ class TableSpec:
     adopt: bool = False  # adopt: existing: attached partitions partman did not make become its own
     convert: bool = False  # convert: attach: a plain table becomes the first partition of a new parent
     retention_keep_table: bool = False  # retention detaches and keeps; never drops
+    analyze: str = "after_changes"  # 'after_changes', 'never', or an age ('7 days'): when apply analyzes the parent
+
+    @property
+    def analyze_age(self) -> Optional[Span]:
+        """The age past which the parent's statistics are stale, when the spec gives one."""
+        return None if self.analyze in ("after_changes", "never") else Span.parse(self.analyze)
 
     @property
     def declared_key_type(self) -> Optional[KeyType]:
@@ -89,6 +96,8 @@ class TableSpec:
         for key in _OPTIONAL_FLAGS:  # absent when off: a spec that does not use them keeps its fingerprint
             if not data[key]:
                 data.pop(key)
+        if data["analyze"] == DEFAULT_ANALYZE:
+            data.pop("analyze")
         return data
 
     @classmethod
@@ -107,6 +116,7 @@ class TableSpec:
             source=d.get("source", "(plan file)"),
             move_default_rows=d.get("move_default_rows", False),
             **{key: bool(d.get(key, False)) for key in _OPTIONAL_FLAGS},
+            analyze=d.get("analyze", DEFAULT_ANALYZE),
         )
 
     def fingerprint(self) -> str:
@@ -300,6 +310,7 @@ _CHECKS = {
     "columns": _column_problems,
     "primary_key": _primary_key_problems,
     **{key: _span_problems for key in SPAN_KEYS},
+    "analyze": lambda v: _span_problems(None if v in ("after_changes", "never") else v),
 }
 
 
@@ -420,4 +431,5 @@ def _build(doc: Document, env: str) -> TableSpec:
         adopt=merged.get("adopt", "none") == "existing",
         convert=merged.get("convert") == "attach",
         retention_keep_table=bool(merged.get("retention_keep_table", False)),
+        analyze=str(merged.get("analyze", DEFAULT_ANALYZE)),
     )
