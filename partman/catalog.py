@@ -535,7 +535,7 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> Tab
     key_type = state.key_type if len(state.key_columns) == 1 else None
     partitions, unparsed, default = [], [], None
     for _, child_oid, schema, name, expr, reltuples, detach_pending in children.get(oid, []):
-        estimate = None if reltuples is None or reltuples < 0 else int(reltuples)
+        estimate = _estimate(reltuples)
         child_ref = TableRef(schema, name)
         if expr == "DEFAULT":
             default = Partition(child_oid, child_ref, Bounds(None, None), estimate)
@@ -547,6 +547,13 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> Tab
             partitions.append(Partition(child_oid, child_ref, bounds, estimate, bool(detach_pending)))
     partitions.sort(key=lambda p: (p.bounds.start is not None, p.bounds.start))
     return replace(state, partitions=tuple(partitions), unparsed=tuple(unparsed), default=default)
+
+
+def _estimate(reltuples) -> Optional[int]:
+    """The planner's row estimate, or None where it says nothing: never analyzed (-1), or 0, which is all an ANALYZE
+    of a freshly made partition can say (the parent's ANALYZE samples its partitions on PostgreSQL 17 and
+    earlier) and which rows arriving since leave as it is; an exact count is taken instead."""
+    return None if reltuples is None or reltuples <= 0 else int(reltuples)
 
 
 def _span3(value):
@@ -562,7 +569,7 @@ def _log_entry(row: tuple) -> LogEntry:
         detached_at=detached,
         relid=relid,
         is_partition=bool(is_partition),
-        rows_estimate=None if reltuples is None or reltuples < 0 else int(reltuples),
+        rows_estimate=_estimate(reltuples),
         pending=pending,
     )
 
