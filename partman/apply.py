@@ -3,14 +3,14 @@ it is, create, detach concurrently, drop after the future-data check, and record
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Callable, Iterable, Optional
 
 import psycopg
 from psycopg import Connection
 
-from . import audit, batches, catalog, ddl, moves, planner, retention, retire, statistics
+from . import audit, batches, catalog, conformance, ddl, moves, planner, retention, retire, statistics
 from .console import plural
 from .errors import Blocked, LockBusy, PartmanError, StalePlan, worst
 from .failures import first_line
@@ -194,7 +194,9 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         moves.clear_checks(conn, beside[0], ladder)
         with_retries(conn, ladder, str(spec.table), lambda: moves.refuse_unless_allowed(
             conn, beside[0], spec.partition_key, creates, allowed))
-    filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, done, first=True)
+    made = with_retries(conn, ladder, str(spec.table), lambda: conformance.making_for(conn, spec, todo.create_parent)
+                        ) if creates else None
+    filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, done, made, first=True)
     for action in sorted(returning, key=_order):
         retire.reattach(conn, spec.table, action, ctx, ladder, space)
         done.append(action)
@@ -205,9 +207,12 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=concurrent)
         done.append(action)
     if dependent:
-        filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, first=False)
+        filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, made, first=False)
     for partition in filled:
         moves.analyze(conn, partition, ladder)
+    for action in sorted([a for a in todo.actions if a.kind is ActionKind.CONFORM], key=_order):
+        if with_retries(conn, ladder, f"{action.partition}: conform", lambda: conformance.conform(conn, action)):
+            done.append(action)
     if converting and not todo.converting:  # proving foreign keys an earlier swap re-pointed: after the rest,
         _convert(conn, todo, spec, ctx, ladder, space, converting[0], done)  # so a failure there costs nothing else
     if todo.analyze:
@@ -286,11 +291,15 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
     extra = set(map(_signature, fresh.actions)) - set(map(_signature, shown.actions))
     if extra or (fresh.create_parent and not shown.create_parent) or (fresh.config and fresh.config != shown.config):
         raise StalePlan(f"{shown.table} changed since the plan was shown ({len(extra)} new actions); run plan again")
-    return fresh
+    # What the shell added to the shown plan (rows a cascade deletes, a conform's changes) holds for the same action.
+    added = {_signature(a): a for a in shown.actions if a.cascade or a.changes}
+    return replace(fresh, actions=tuple(
+        replace(a, cascade=added[_signature(a)].cascade, changes=added[_signature(a)].changes or a.changes)
+        if _signature(a) in added else a for a in fresh.actions))
 
 
 def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action], space: KeySpace,
-             ladder: Ladder, beside, allowed: bool, done: list[Action], *, first: bool) -> list[TableRef]:
+             ladder: Ladder, beside, allowed: bool, done: list[Action], made, *, first: bool) -> list[TableRef]:
     """Creates in batches of a bounded size, one transaction each, or one at a time beside a default partition
     (moving its rows in their range when allowed); returns the partitions that received rows."""
     ordered = sorted(creates, key=_order)
@@ -299,7 +308,7 @@ def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Contex
         parts = [ordered[i:i + size] for i in range(0, len(ordered), size)] or [[]]
         for n, part in enumerate(parts):
             with_retries(conn, ladder, str(spec.table),
-                         lambda: _create(conn, tp, spec, ctx, part, space, first=first and n == 0))
+                         lambda: _create(conn, tp, spec, ctx, part, space, made, first=first and n == 0))
             done.extend(part)
         return []
     if first and tp.config is not None:
@@ -307,14 +316,15 @@ def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Contex
     default, size = beside
     filled = []
     for action in ordered:
-        if moves.create_next_to_default(conn, spec.table, default, size, spec.partition_key, action, ctx, space, ladder, allowed):
+        if moves.create_next_to_default(conn, spec.table, default, size, spec.partition_key, action, ctx, space, ladder, allowed,
+                                        made):
             filled.append(action.partition)
         done.append(action)
     return filled
 
 
 def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action],
-            space: KeySpace, *, first: bool) -> None:
+            space: KeySpace, made, *, first: bool) -> None:
     """Creates in one transaction and one pipeline: the statements run one after another, but the client
     does not wait a round trip for each; the parent and the config row go with the first batch."""
     with conn.pipeline():
@@ -322,8 +332,9 @@ def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context
             conn.execute(ddl.create_parent(spec))
             audit.record_parent(conn, ctx, spec.table)
         for action in creates:
-            for statement in ddl.create_partition(spec.table, action.partition, action.bounds):
+            for statement in ddl.create_partition(spec.table, action.partition, action.bounds, made):
                 conn.execute(statement)
+            conformance.after_attach(conn, action.partition, made)
         audit.record_all(conn, ctx, spec.table, creates, space)
         if first and tp.config is not None:
             audit.write_config(conn, ctx, spec.table, tp.config)

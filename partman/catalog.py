@@ -13,7 +13,7 @@ import psycopg
 from psycopg import Connection, Cursor, IsolationLevel, sql
 from psycopg.pq import TransactionStatus
 
-from . import references
+from . import conformance, references
 from .errors import CatalogError, LockBusy
 from .lock import Ladder, attempts
 from .model import Bounds, KeyType, KeyValue, TableRef
@@ -324,12 +324,25 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         tables = _with_missing_types(cur, specs, tables)
         refs = references.read(cur, [t.oid for t in tables.values() if t.strategy == "range"])
         tables = {ref: replace(t, references=refs.get(t.oid, ())) if t.oid in refs else t for ref, t in tables.items()}
+        tables = _with_shapes(cur, specs, tables)
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
         unproven = _unproven(cur, specs, tables)
         surveys = _surveys(cur, specs, tables)  # last: it sets search_path '' for the rest of the view
     return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()},
                     surveys=surveys, unproven=unproven), locked
+
+
+def _with_shapes(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
+    """The parents' shapes and their partitions that differ (conformance.py), for the specs that conform them."""
+    asked = {s.table: tables[s.table].oid for s in specs
+             if s.conform and tables[s.table].oid is not None and tables[s.table].strategy == "range"}
+    if not asked:
+        return tables
+    by_table = {s.table: s for s in specs}
+    shapes = conformance.read(cur, [(oid, conformance.wanted(by_table[ref])) for ref, oid in asked.items()])
+    return {ref: replace(t, shape=shapes.parents.get(t.oid), drifted=shapes.partitions.get(t.oid, {})) if ref in asked else t
+            for ref, t in tables.items()}
 
 
 _UNPROVEN = """

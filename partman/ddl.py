@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from psycopg import sql
 
 from .model import Bounds, KeyValue, TableRef
 from .spec import TableSpec
+
+if TYPE_CHECKING:
+    from .conformance import Making
 
 # Creates use CREATE TABLE (LIKE parent) + ATTACH PARTITION rather than CREATE TABLE … PARTITION OF:
 # ATTACH takes SHARE UPDATE EXCLUSIVE on the parent, so writers keep writing while it waits behind a long
@@ -35,9 +38,26 @@ def for_values(bounds: Bounds) -> sql.Composed:
     return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(literal(bounds.start, end=False), literal(bounds.end, end=True))
 
 
-def create_partition(parent: TableRef, partition: TableRef, bounds: Bounds) -> list[sql.Composed]:
+def create_partition(parent: TableRef, partition: TableRef, bounds: Bounds, made: Optional["Making"] = None
+                     ) -> list[sql.Composed]:
+    """CREATE TABLE … LIKE with what LIKE does not carry (conformance.Making: persistence, access method, storage
+    parameters, tablespace), then owner, privileges and replica identity, then ATTACH (always last)."""
+    from .conformance import Making, option_name
+    from .spec import parameter_text
+
+    made = made or Making()
+    clauses = []
+    if made.access_method:
+        clauses.append(sql.SQL(" USING {}").format(sql.Identifier(made.access_method)))
+    if made.options:
+        clauses.append(sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(option_name(k), sql.Literal(parameter_text(v))) for k, v in made.options)))
+    if made.tablespace:
+        clauses.append(sql.SQL(" TABLESPACE {}").format(sql.Identifier(made.tablespace)))
+    head = sql.SQL("CREATE UNLOGGED TABLE" if made.unlogged else "CREATE TABLE")
     return [
-        sql.SQL("CREATE TABLE {} (LIKE {} {})").format(ident(partition), ident(parent), _LIKE_OPTIONS),
+        sql.SQL("{} {} (LIKE {} {}){}").format(head, ident(partition), ident(parent), _LIKE_OPTIONS, sql.SQL("").join(clauses)),
+        *(change.statement(partition) for change in made.after),
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(ident(parent), ident(partition), for_values(bounds)),
     ]
 

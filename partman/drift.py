@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Optional
 
+from .conformance import REWRITE
 from .intervals import Span
 from .model import Bounds, KeyType, KeyValue, iso
 from . import statistics
@@ -34,6 +35,7 @@ class Kind(str, Enum):
     PENDING = "pending_changes"
     BUSY = "busy"  # something drift needed to read was locked by another session for the whole ladder
     STATISTICS = "statistics"  # the parent's statistics are older than the spec's analyze age, or were never collected
+    CONFORMANCE = "conformance"  # a partition differs from its parent (owner, privileges, storage parameters, ...)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,13 @@ def _table(
     rows = default_rows.get(state.default.oid, 0) if state.default else 0
     if rows:
         findings.append(Finding(Kind.DEFAULT_ROWS, f"{rows:,} rows in the default partition", str(state.default.ref)))
+    for a in tp.actions:
+        if a.kind is ActionKind.CONFORM:
+            for c in a.changes:
+                findings.append(Finding(Kind.CONFORMANCE, f"{c.attribute}: {c.text()}; apply conforms it", str(a.partition)))
+    for n in tp.warnings:
+        if n.code == REWRITE:
+            findings.append(Finding(Kind.CONFORMANCE, f"{n.why} ({n.code})", str(n.partition)))
     stale = statistics.stale(spec, state, now) if state.strategy == "range" else None
     if stale:
         findings.append(Finding(Kind.STATISTICS, f"{stale} (analyze: {spec.analyze}); apply analyzes it"))

@@ -16,7 +16,7 @@ from typing import Optional
 
 from psycopg import Connection, sql
 
-from . import audit, ddl
+from . import audit, conformance, ddl
 from .errors import Blocked, PartmanError
 from .lock import Ladder, statement_with_retries, with_retries
 from .model import Bounds, TableRef
@@ -86,6 +86,7 @@ def create_next_to_default(
     space: KeySpace,
     ladder: Ladder,
     allowed: bool,
+    made=None,
 ) -> int:
     """Create one partition beside a default partition; returns how many rows moved into it."""
     what = f"{action.partition}: create"
@@ -102,7 +103,8 @@ def create_next_to_default(
             raise
     else:
         check = None
-    return with_retries(conn, ladder, what, lambda: _create_and_move(conn, parent, default, key, action, ctx, space, allowed, check))
+    return with_retries(conn, ladder, what, lambda: _create_and_move(conn, parent, default, key, action, ctx, space, allowed, check,
+                                                                   made))
 
 
 def clear_checks(conn: Connection, default: TableRef, ladder: Ladder) -> None:
@@ -121,9 +123,10 @@ def _drop_check(conn: Connection, default: TableRef, check: sql.Identifier) -> N
     conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(ddl.ident(default), check))
 
 
-def _create_and_move(conn, parent, default, key, action, ctx, space, allowed, check) -> int:
-    create_table, attach = ddl.create_partition(parent, action.partition, action.bounds)
-    conn.execute(create_table)
+def _create_and_move(conn, parent, default, key, action, ctx, space, allowed, check, made=None) -> int:
+    *make, attach = ddl.create_partition(parent, action.partition, action.bounds, made)
+    for statement in make:
+        conn.execute(statement)
     expected = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ddl.ident(default), _in_range(key, action.bounds))).fetchone()[0]
     moved = 0
     if expected:
@@ -148,6 +151,7 @@ def _create_and_move(conn, parent, default, key, action, ctx, space, allowed, ch
                 f" landed {landed}, left {left}); rolled back, nothing changed"
             )
     conn.execute(attach)
+    conformance.after_attach(conn, action.partition, made)
     if check is not None:
         _drop_check(conn, default, check)
     audit.record_all(conn, ctx, parent, [action], space)

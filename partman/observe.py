@@ -34,7 +34,8 @@ def observe(
                                     digests=digests, ladder=ladder)
             the_plan = planner.plan(specs, snap, now=now, env=env)
             the_plan = _count_default_rows(conn, specs, snap, the_plan, ladder)
-            the_plan = _count_references(conn, snap, the_plan, ladder)
+            the_plan = _count_references(conn, snap, the_plan, ladder,
+                                         frozenset(s.table for s in specs if s.on_reference == "cascade"))
             return snap, _count_rows(conn, the_plan, ladder)
         except Moved:
             continue  # a partition vanished while it was locked and waited for: read it all again
@@ -57,7 +58,7 @@ def _count_default_rows(conn: Connection, specs: list[TableSpec], snap: Snapshot
     return planner.with_default_rows(the_plan, counts, frozenset(table for table, _ in locked))
 
 
-def _count_references(conn: Connection, snap: Snapshot, the_plan: Plan, ladder: Ladder) -> Plan:
+def _count_references(conn: Connection, snap: Snapshot, the_plan: Plan, ladder: Ladder, cascading: frozenset) -> Plan:
     """For each partition retention would detach, the rows of each table whose foreign key points into it, counted
     up to a cap; one settle for them all, asked only where a table has foreign keys into it."""
     questions = {}
@@ -71,7 +72,7 @@ def _count_references(conn: Connection, snap: Snapshot, the_plan: Plan, ladder: 
         return the_plan
     counts, locked = catalog.settle(conn, questions, ladder)
     return planner.with_references(the_plan, {t: snap.tables[t].references for t in snap.tables}, counts,
-                                   frozenset(locked), cap=catalog.ROW_COUNT_CAP)
+                                   frozenset(locked), cap=catalog.ROW_COUNT_CAP, cascading=cascading)
 
 
 def _count_rows(conn: Connection, the_plan: Plan, ladder: Ladder) -> Plan:

@@ -8,6 +8,7 @@ from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .conformance import Change
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .snapshot import ConfigRow, structure_fingerprint
 
@@ -25,6 +26,7 @@ class ActionKind(str, Enum):
     REATTACH = "reattach"  # a partition retention detached, attached again with its rows (retention lengthened)
     ADOPT = "adopt"  # a partition partman did not make, recorded in partition_log as its own; no DDL
     CONVERT = "convert"  # a plain table becomes the first partition of a new parent (TablePlan.conversion)
+    CONFORM = "conform"  # an existing partition made to match its parent again (Action.changes; conformance.py)
 
 
 class Reason(str, Enum):
@@ -35,10 +37,12 @@ class Reason(str, Enum):
     RETENTION_LENGTHENED = "retention_lengthened"
     ADOPT_EXISTING = "adopt_existing"
     CONVERT_ATTACH = "convert_attach"
+    CONFORMANCE = "conformance"
 
 
 # The order in which apply runs a table's actions: free ranges before filling them.
-APPLY_ORDER = {ActionKind.CONVERT: -1, ActionKind.ADOPT: 0, ActionKind.DETACH: 1, ActionKind.DROP: 2, ActionKind.REATTACH: 3, ActionKind.CREATE: 4}
+APPLY_ORDER = {ActionKind.CONVERT: -1, ActionKind.ADOPT: 0, ActionKind.DETACH: 1, ActionKind.DROP: 2, ActionKind.REATTACH: 3, ActionKind.CREATE: 4,
+               ActionKind.CONFORM: 5}
 # Actions that take a partition away: withheld in a protected environment, reviewed in markdown.
 DESTRUCTIVE = (ActionKind.DETACH, ActionKind.DROP)
 # What a protected environment runs only from a reviewed plan file: what takes partitions away, and a conversion
@@ -74,6 +78,28 @@ class RowCount:
 
 
 @dataclass(frozen=True)
+class Cascade:
+    """Rows of another table that reference a partition retention detaches, deleted with it (on_reference: cascade):
+    how many the plan counted, at most a cap (capped: at least rows)."""
+
+    table: TableRef
+    constraint: str
+    rows: int
+    capped: bool = False
+
+    def text(self) -> str:
+        counted = f"≥ {self.rows:,}" if self.capped else f"{self.rows:,}"
+        return f"deletes {counted} row{'s' if self.rows != 1 or self.capped else ''} of {self.table} ({self.constraint})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": str(self.table), "constraint": self.constraint, "rows": self.rows, "capped": self.capped}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Cascade":
+        return cls(TableRef.parse(d["table"]), d["constraint"], d["rows"], bool(d.get("capped")))
+
+
+@dataclass(frozen=True)
 class Action:
     kind: ActionKind
     partition: TableRef
@@ -86,6 +112,14 @@ class Action:
     # Where rows_estimate is None: the exact count observe took. Not part of the action's identity (a count
     # moves with every insert): equality, signatures and staleness checks ignore it.
     rows_counted: Optional[RowCount] = field(default=None, compare=False)
+    changes: tuple[Change, ...] = ()  # a conform: what makes the partition match its parent, in order
+    # A retention detach with on_reference: cascade: the rows of other tables it deletes, as counted at plan time.
+    cascade: tuple["Cascade", ...] = ()
+
+    @property
+    def changed(self) -> str:
+        """A conform's changes in one line."""
+        return "; ".join(c.text() for c in self.changes)
 
     @property
     def rows(self) -> Optional[int]:
@@ -108,6 +142,10 @@ class Action:
             data["default_rows"] = self.default_rows
         if self.rows_counted is not None:
             data["rows_counted"] = self.rows_counted.to_dict()
+        if self.changes:
+            data["changes"] = [c.to_dict() for c in self.changes]
+        if self.cascade:
+            data["cascade"] = [c.to_dict() for c in self.cascade]
         if saved:
             data.update(oid=self.oid, attached=self.attached)
         return data
@@ -124,6 +162,8 @@ class Action:
             d.get("attached", True),
             d.get("default_rows", 0),
             RowCount.from_dict(d["rows_counted"]) if d.get("rows_counted") else None,
+            tuple(Change.from_dict(c) for c in d.get("changes", ())),
+            tuple(Cascade.from_dict(c) for c in d.get("cascade", ())),
         )
 
 

@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .naming import partition_name
-from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Observation, Note, Plan, Reason, RowCount, TablePlan
+from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Cascade, Observation, Note, Plan, Reason, RowCount, TablePlan
 from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from . import statistics
@@ -161,6 +161,7 @@ def _plan_table(
     for b in creates:
         t.actions.append(Action(ActionKind.CREATE, partition_name(spec.table, grid, b, taken), b, Reason.PREMAKE))
     _note_default(t, has_rows, busy, bool(creates))
+    _conform(t)
     if any(a.kind is ActionKind.ADOPT for a in t.actions):
         _adoption_notes(t, window(grid, now, spec.premake).start)
     missing = _missing(spec, state)
@@ -355,18 +356,20 @@ def with_default_rows(plan: Plan, counts: dict[tuple[TableRef, Bounds], int],
     return replace(plan, tables=tuple(tables))
 
 
-def with_references(plan: Plan, refs: dict, counts: dict, locked: frozenset, *, cap: int) -> Plan:
+def with_references(plan: Plan, refs: dict, counts: dict, locked: frozenset, *, cap: int,
+                    cascading: frozenset = frozenset()) -> Plan:
     """The plan with each partition that another table's rows reference kept rather than retired (on_reference:
     block): its detach, and the drop that would follow it in the same run, become a note naming the referencing
-    table and the rows (counted by the shell, at most cap + 1; keyed by table, partition and constraint). One that
-    could not be checked (the referencing table stayed locked) is kept too. A foreign key whose referencing column
-    has no index is named, since checking it reads the whole referencing table."""
+    table and the rows (counted by the shell, at most cap + 1; keyed by table, partition and constraint). For the
+    tables in cascading (on_reference: cascade) the detach stays, carrying the rows it deletes. One that could not
+    be checked (the referencing table stayed locked) is kept either way. A foreign key whose referencing column has
+    no index is named, since checking it reads the whole referencing table."""
     from .references import REFERENCED, UNINDEXED, reason, unindexed
 
     tables = []
     for t in plan.tables:
-        kept, notes = set(), list(t.kept)
-        warnings = list(t.warnings)
+        kept, notes, warnings = set(), list(t.kept), list(t.warnings)
+        deletes: dict[TableRef, list[Cascade]] = {}
         retiring = [a for a in t.actions if a.kind is ActionKind.DETACH and a.reason is Reason.RETENTION]
         for ref in refs.get(t.table, ()) if retiring else ():
             if unindexed(ref):
@@ -377,15 +380,20 @@ def with_references(plan: Plan, refs: dict, counts: dict, locked: frozenset, *, 
                     kept.add(a.partition)
                     notes.append(Note(BUSY, a.partition, a.bounds, f"{ref.table} stayed locked: its references into"
                                       " this partition were not checked; kept for now (plan again later)"))
+                elif counts.get(key) and t.table in cascading:
+                    deletes.setdefault(a.partition, []).append(
+                        Cascade(ref.table, ref.constraint, min(counts[key], cap), counts[key] > cap))
                 elif counts.get(key):
                     kept.add(a.partition)
                     notes.append(Note(REFERENCED, a.partition, a.bounds, reason(ref, min(counts[key], cap), counts[key] > cap)))
-        if not kept and len(warnings) == len(t.warnings):
+        if not kept and not deletes and len(warnings) == len(t.warnings):
             tables.append(t)
             continue
-        actions = tuple(a for a in t.actions if not (a.partition in kept and a.reason in (Reason.RETENTION,
-                                                                                           Reason.RETENTION_GRACE_ELAPSED)
-                                                      and (a.kind is ActionKind.DETACH or a.attached is False)))
+        actions = tuple(
+            replace(a, cascade=tuple(deletes[a.partition])) if a.kind is ActionKind.DETACH and a.partition in deletes else a
+            for a in t.actions
+            if not (a.partition in kept and a.reason in (Reason.RETENTION, Reason.RETENTION_GRACE_ELAPSED)
+                    and (a.kind is ActionKind.DETACH or a.attached is False)))
         tables.append(replace(t, actions=actions, kept=tuple(sorted(notes, key=_note_order)),
                               warnings=tuple(sorted(warnings, key=_note_order))))
     return replace(plan, tables=tuple(tables))
@@ -558,7 +566,31 @@ def _missing(spec: TableSpec, state: TableState) -> Optional[str]:
 _CHANGES_PARTITIONS = (ActionKind.CREATE, ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH, ActionKind.CONVERT)
 # What each action needs of the connected role; an adoption writes partition_log rows only.
 _NEEDS_CREATE = (ActionKind.CREATE,)
-_NEEDS_OWNER = (ActionKind.CREATE, ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH, ActionKind.CONVERT)
+_NEEDS_OWNER = (ActionKind.CREATE, ActionKind.DETACH, ActionKind.DROP, ActionKind.REATTACH, ActionKind.CONVERT,
+                ActionKind.CONFORM)
+
+
+def _conform(t: _Table) -> None:
+    """Each partition partman manages that differs from its parent (conformance.py): a CONFORM action with what
+    fixes it in place, and a PM215 warning for what only a rewrite would (never done)."""
+    from .conformance import REWRITE, differences, wanted
+
+    parent = t.state.shape
+    if parent is None or not t.state.drifted:
+        return
+    leaving = {a.partition for a in t.actions}
+    space = t.grid.space
+    for p in t.state.partitions:
+        shape = t.state.drifted.get(p.oid)
+        if shape is None or p.detach_pending or p.ref in leaving or _log_key(p, space) not in t.state.managed:
+            continue
+        changes = differences(parent, shape, wanted(t.spec))
+        fixable = tuple(c for c in changes if c.fixable)
+        if fixable:
+            t.actions.append(Action(ActionKind.CONFORM, p.ref, p.bounds, Reason.CONFORMANCE, oid=p.oid, changes=fixable))
+        for c in changes:
+            if not c.fixable:
+                t.warnings.append(Note(REWRITE, p.ref, p.bounds, c.text()))
 
 
 def _unprivileged(spec: TableSpec, state: TableState, actions: list[Action]) -> Optional[str]:

@@ -1,6 +1,6 @@
 """Foreign keys into a partitioned table, and the rows of other tables that point into one of its partitions:
-what keeps a partition that retention would retire (on_reference: block), found at plan time and again under the
-lock right before the detach."""
+what keeps a partition that retention would retire (on_reference: block) or goes with it (on_reference: cascade),
+found at plan time and again under the lock right before the detach."""
 
 from __future__ import annotations
 
@@ -57,30 +57,48 @@ def read(cur: Cursor, parents: Iterable[int]) -> dict[int, tuple[Reference, ...]
 
 def in_range(ref: Reference, bounds: Bounds) -> sql.Composable:
     """The referencing rows whose key lies in bounds (a None end is unbounded)."""
+    return sql.SQL("SELECT 1 FROM {} WHERE {}").format(sql.Identifier(ref.table.schema, ref.table.name), _where(ref, bounds))
+
+
+def _where(ref: Reference, bounds: Bounds) -> sql.Composable:
     column = sql.Identifier(ref.column)
     conditions = [sql.SQL("{} IS NOT NULL").format(column)]
     if bounds.start is not None:
         conditions.append(sql.SQL("{} >= {}").format(column, sql.Literal(bounds.start)))
     if bounds.end is not None:
         conditions.append(sql.SQL("{} < {}").format(column, sql.Literal(bounds.end)))
-    return sql.SQL("SELECT 1 FROM {} WHERE {}").format(sql.Identifier(ref.table.schema, ref.table.name),
-                                                    sql.SQL(" AND ").join(conditions))
+    return sql.SQL(" AND ").join(conditions)
 
 
 def capped_count(ref: Reference, bounds: Bounds, limit: int) -> sql.Composable:
     return sql.SQL("(SELECT count(*) FROM ({} LIMIT {}) AS capped)").format(in_range(ref, bounds), sql.Literal(limit))
 
 
-def check(conn: Connection, parent: TableRef, partitions: list[tuple[TableRef, Bounds]]) -> None:
+def check(conn: Connection, parent: TableRef, actions: list) -> None:
     """Under the table's lock, right before the detach: a partition that another table's rows reference now is
-    not retired, and nothing of this step is done (exit 3, like the future-data check)."""
+    not retired, and nothing of this step is done (exit 3, like the future-data check); unless its detach carries
+    a cascade for that foreign key (on_reference: cascade), whose referencing rows are deleted here, in the
+    transaction that records the detach, and never more of them than the plan showed."""
     oid = conn.execute("SELECT to_regclass(%s)::oid", (sql.Identifier(parent.schema, parent.name).as_string(conn),)).fetchone()[0]
     refs = read(conn.cursor(), [oid]).get(oid, ())
-    for partition, bounds in partitions:
+    for action in actions:
+        shown = {c.constraint: c for c in action.cascade}
         for ref in refs:
-            if conn.execute(sql.SQL("SELECT EXISTS ({})").format(in_range(ref, bounds))).fetchone()[0]:
-                raise Blocked(f"{partition} is referenced by rows of {ref.table} ({ref.constraint}) that appeared since"
-                              " the plan was made; it was kept and nothing of its retention changed: run plan again")
+            allowed = shown.get(ref.constraint)
+            if allowed is not None:
+                _cascade(conn, ref, action, allowed)
+            elif conn.execute(sql.SQL("SELECT EXISTS ({})").format(in_range(ref, action.bounds))).fetchone()[0]:
+                raise Blocked(f"{action.partition} is referenced by rows of {ref.table} ({ref.constraint}) that appeared"
+                              " since the plan was made; it was kept and nothing of its retention changed: run plan again")
+
+
+def _cascade(conn: Connection, ref: Reference, action, allowed) -> None:
+    deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(
+        sql.Identifier(ref.table.schema, ref.table.name), _where(ref, action.bounds))).rowcount
+    if deleted > allowed.rows and not allowed.capped:
+        raise Blocked(f"{action.partition}: {deleted:,} rows of {ref.table} ({ref.constraint}) reference it now, more than"
+                      f" the {allowed.rows:,} the plan showed; none deleted and nothing of its retention changed:"
+                      " run plan again")
 
 
 def reason(ref: Reference, rows: int, capped: bool) -> str:

@@ -10,7 +10,8 @@ from .drift import Kind as DriftKind, days as drift_days
 from .model import Bounds, iso
 from .plan import REVIEWED, Action, ActionKind, Plan, Reason, TablePlan
 
-_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+", ActionKind.ADOPT: "~", ActionKind.CONVERT: "~"}
+_SIGN = {ActionKind.CREATE: "+", ActionKind.DETACH: "-", ActionKind.DROP: "-", ActionKind.REATTACH: "+", ActionKind.ADOPT: "~", ActionKind.CONVERT: "~",
+         ActionKind.CONFORM: "~"}
 
 
 def summary_line(plan: Plan) -> str:
@@ -23,6 +24,7 @@ def summary_line(plan: Plan) -> str:
     config = f", {plural(configs, 'config')} to update" if configs else ""
     adopt = f", {counts['adopt']} to adopt" if counts["adopt"] else ""
     adopt += f", {counts['convert']} to convert" if counts["convert"] else ""
+    adopt += f", {counts['conform']} to conform" if counts["conform"] else ""
     return f"Plan: {counts['create']} to create, {counts['detach']} to detach, {counts['drop']} to drop{adopt}{tables}{config}."
 
 
@@ -68,8 +70,11 @@ def _table_lines(t: TablePlan) -> list[str]:
                          f"  ~ convert  {t.table} into a partitioned table, without copying a row ({_rows(a)})")
             lines.extend(_steps(t))
             continue
+        elif a.kind is ActionKind.CONFORM:
+            lines.append(f"  ~ conform  {a.partition}  {a.changed}")
+            continue
         else:
-            rows = f"  ({_rows(a)})"
+            rows = f"  ({'; '.join([_rows(a)] + [c.text() for c in a.cascade])})"
         lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")
     if t.busy:
         lines.append("  ! busy     locked by another session: planned with what is known (see PM208 below)")
@@ -171,6 +176,9 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
             if t.create_parent:
                 lines.append(f"+ create table {t.table}")
             for a in t.actions:
+                if a.kind is ActionKind.CONFORM:
+                    lines.append(f"~ conform {a.partition}  {a.changed}")
+                    continue
                 lines.append(f"{_SIGN[a.kind]} {a.kind.value:<7} {a.partition}  {_range(a.bounds)}  {a.reason.value}")
                 if a.kind is ActionKind.CONVERT:
                     lines.extend(_steps(t))

@@ -71,7 +71,7 @@ def _intend(conn: Connection, parent: TableRef, chunk: list[Action], ctx: audit.
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
         sql.SQL(", ").join(ddl.ident(a.partition) for a in chunk)))
     _still(conn, chunk, attached=True)
-    references.check(conn, parent, [(a.partition, a.bounds) for a in chunk])
+    references.check(conn, parent, chunk)
     audit.intend(conn, ctx, parent, space, [a.bounds for a in chunk], "detach")
 
 

@@ -125,6 +125,10 @@ class TableState:
     # Foreign keys of other tables into this one (references.py); rows are checked again under the lock.
     references: tuple = ()
     statistics: Statistics = Statistics()  # not part of to_dict: ANALYZE is no change of structure
+    # The parent's shape, and that of each partition (by OID) that differs from it (conformance.py); not part of
+    # to_dict either: a conform's statements hold whatever moved since.
+    shape: Any = None
+    drifted: dict = field(default_factory=dict, compare=False)
 
     @property
     def key_type(self) -> Optional[KeyType]:

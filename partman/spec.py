@@ -39,6 +39,19 @@ DEFAULT_ENV = "default"
 SPAN_KEYS = ("premake", "retention", "retention_grace")
 _OPTIONAL_FLAGS = ("adopt", "convert", "retention_keep_table")
 DEFAULT_ANALYZE = "after_changes"
+_DEFAULTS = {"tablespace": None, "storage_parameters": (), "unlogged": None, "conform": True, "on_reference": "block"}
+# Storage parameters of a table (and, prefixed toast., of its TOAST table) a spec may give its partitions;
+# the server checks the values (and refuses one its version does not know).
+STORAGE_PARAMETERS = frozenset("""fillfactor toast_tuple_target parallel_workers autovacuum_enabled
+    autovacuum_vacuum_threshold autovacuum_vacuum_max_threshold autovacuum_vacuum_scale_factor
+    autovacuum_vacuum_insert_threshold autovacuum_vacuum_insert_scale_factor autovacuum_analyze_threshold
+    autovacuum_analyze_scale_factor autovacuum_vacuum_cost_delay autovacuum_vacuum_cost_limit
+    autovacuum_freeze_min_age autovacuum_freeze_max_age autovacuum_freeze_table_age
+    autovacuum_multixact_freeze_min_age autovacuum_multixact_freeze_max_age autovacuum_multixact_freeze_table_age
+    log_autovacuum_min_duration user_catalog_table vacuum_index_cleanup vacuum_truncate
+    vacuum_max_eager_freeze_failure_rate""".split())
+TOAST_PARAMETERS = frozenset(p for p in STORAGE_PARAMETERS if p.startswith(("autovacuum_", "vacuum_", "log_"))
+                             and "analyze" not in p)
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,13 @@ class TableSpec:
     convert: bool = False  # convert: attach: a plain table becomes the first partition of a new parent
     retention_keep_table: bool = False  # retention detaches and keeps; never drops
     analyze: str = "after_changes"  # 'after_changes', 'never', or an age ('7 days'): when apply analyzes the parent
+    # What partitions get beyond the parent's shape (conformance.py): a tablespace (None: the parent's), storage
+    # parameters (a partitioned parent cannot hold them), UNLOGGED (None: as the parent).
+    tablespace: Optional[str] = None
+    storage_parameters: tuple[tuple[str, str], ...] = ()
+    unlogged: Optional[bool] = None
+    conform: bool = True  # plan conforms existing partitions that drifted from the parent; drift reports them
+    on_reference: str = "block"  # retention of a partition other tables' rows reference: 'block' or 'cascade'
 
     @property
     def analyze_age(self) -> Optional[Span]:
@@ -98,6 +118,11 @@ class TableSpec:
                 data.pop(key)
         if data["analyze"] == DEFAULT_ANALYZE:
             data.pop("analyze")
+        for key, default in _DEFAULTS.items():  # absent when default, as above
+            if data[key] == default:
+                data.pop(key)
+        if "storage_parameters" in data:
+            data["storage_parameters"] = dict(self.storage_parameters)
         return data
 
     @classmethod
@@ -117,6 +142,11 @@ class TableSpec:
             move_default_rows=d.get("move_default_rows", False),
             **{key: bool(d.get(key, False)) for key in _OPTIONAL_FLAGS},
             analyze=d.get("analyze", DEFAULT_ANALYZE),
+            tablespace=d.get("tablespace"),
+            storage_parameters=tuple(sorted((d.get("storage_parameters") or {}).items())),
+            unlogged=d.get("unlogged"),
+            conform=d.get("conform", True),
+            on_reference=d.get("on_reference", "block"),
         )
 
     def fingerprint(self) -> str:
@@ -311,7 +341,32 @@ _CHECKS = {
     "primary_key": _primary_key_problems,
     **{key: _span_problems for key in SPAN_KEYS},
     "analyze": lambda v: _span_problems(None if v in ("after_changes", "never") else v),
+    "tablespace": _identifier_problems,
+    "storage_parameters": lambda v: _storage_problems(v),
 }
+
+
+def _storage_problems(parameters: dict) -> Problems:
+    for name, value in parameters.items():
+        head, dot, tail = name.partition(".")
+        known = (tail in TOAST_PARAMETERS) if dot and head == "toast" else (not dot and name in STORAGE_PARAMETERS)
+        if not known:
+            import difflib  # only for a spec that needs the suggestion
+
+            close = difflib.get_close_matches(name, sorted(STORAGE_PARAMETERS | {f"toast.{p}" for p in TOAST_PARAMETERS}), 1)
+            yield (name,), f"{shown(name)} is not a storage parameter of a table{f' (did you mean {close[0]}?)' if close else ''}"
+        elif not _PARAMETER_VALUE.fullmatch(parameter_text(value)):
+            yield (name,), f"{shown(str(value))} is not a value a storage parameter takes"
+
+
+_PARAMETER_VALUE = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def parameter_text(value: Any) -> str:
+    """A storage parameter's value as the server is given it: YAML's true is 'true', 0.05 is '0.05'."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def identifier_problem(name: str) -> Optional[str]:
@@ -432,4 +487,9 @@ def _build(doc: Document, env: str) -> TableSpec:
         convert=merged.get("convert") == "attach",
         retention_keep_table=bool(merged.get("retention_keep_table", False)),
         analyze=str(merged.get("analyze", DEFAULT_ANALYZE)),
+        tablespace=merged.get("tablespace"),
+        storage_parameters=tuple(sorted((k, parameter_text(v)) for k, v in (merged.get("storage_parameters") or {}).items())),
+        unlogged=merged.get("unlogged"),
+        conform=bool(merged.get("conform", True)),
+        on_reference=str(merged.get("on_reference", "block")),
     )

@@ -107,7 +107,7 @@ def test_plan_json_has_the_documented_shape(capsys, workdir, db_url):
     result = run_cli(capsys, "plan", "specs", "--env", "test", "--database-url", db_url, "--now", NOW, "--format", "json")
     doc = json.loads(result.out)
     assert doc["format_version"] == 1 and doc["env"] == "test" and doc["now"] == "2027-02-15T12:00:00+00:00"
-    assert doc["summary"] == {"create": 4, "detach": 0, "drop": 0, "reattach": 0, "adopt": 0, "convert": 0}
+    assert doc["summary"] == {"create": 4, "detach": 0, "drop": 0, "reattach": 0, "adopt": 0, "convert": 0, "conform": 0}
     assert doc["clock"] == {"pinned": True, "database_now": doc["clock"]["database_now"]}
     first = doc["tables"][0]["actions"][0]
     assert first == {

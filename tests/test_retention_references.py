@@ -18,7 +18,7 @@ def cli(capsys, db_url, command, now, *extra):
     return run_cli(capsys, command, "specs", "--env", "test", "--database-url", db_url, "--now", now, *extra)
 
 
-def bookings_with_orders(capsys, workdir, db_url, conn, *, index: bool = True):
+def bookings_with_orders(capsys, workdir, db_url, conn, *, index: bool = True, **extra):
     """Monthly bookings from January 2026 (retention 3 months, no grace), and orders referencing them."""
     write_spec(workdir / "specs", spec_data(premake="2 months"))
     assert cli(capsys, db_url, "apply", MADE, "--auto-approve").code == 0
@@ -28,7 +28,7 @@ def bookings_with_orders(capsys, workdir, db_url, conn, *, index: bool = True):
     if index:
         conn.execute("CREATE INDEX ON orders (booking_at, booking_id)")
     conn.execute("INSERT INTO orders SELECT 1, id, start_time FROM bookings WHERE note = 'jan'")
-    write_spec(workdir / "specs", spec_data(premake="2 months", retention="3 months", retention_grace="0 days"))
+    write_spec(workdir / "specs", spec_data(premake="2 months", retention="3 months", retention_grace="0 days", **extra))
 
 
 def test_a_referenced_partition_is_kept_with_its_reason_and_an_unreferenced_one_retires(capsys, workdir, db_url, conn):
@@ -87,3 +87,33 @@ def test_foreign_keys_from_the_partitioned_table_never_block_retention(capsys, w
     assert result.code == 0, result.err
     assert "bookings_2026_01" not in [n for n, _ in partitions(conn, "bookings")], "detached and dropped"
     assert conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 2
+
+
+def test_cascade_deletes_exactly_the_referencing_rows_it_showed(capsys, workdir, db_url, conn):
+    bookings_with_orders(capsys, workdir, db_url, conn, on_reference="cascade")
+    conn.execute("INSERT INTO orders VALUES (9, NULL, NULL)")  # references nothing: stays
+    plan = cli(capsys, db_url, "plan", LATER)
+    assert plan.code == 0, plan.err
+    assert ("- detach   public.bookings_2026_01  [2026-01-01T00:00:00+00:00, 2026-02-01T00:00:00+00:00)  retention"
+            in plan.out)
+    assert "deletes 1 row of public.orders (orders_booking_id_booking_at_fkey)" in plan.out
+    assert "PM102" not in plan.out
+    doc = json.loads(cli(capsys, db_url, "plan", LATER, "--format", "json").out)
+    detach = next(a for a in doc["tables"][0]["actions"] if a["action"] == "detach" and a["partition"].endswith("2026_01"))
+    assert detach["cascade"] == [{"table": "public.orders", "constraint": "orders_booking_id_booking_at_fkey", "rows": 1,
+                                  "capped": False}]
+    result = cli(capsys, db_url, "apply", LATER, "--auto-approve")
+    assert result.code == 0, result.err
+    assert "bookings_2026_01" not in [n for n, _ in partitions(conn, "bookings")]
+    assert conn.execute("SELECT id FROM orders ORDER BY id").fetchall() == [(9,)]
+
+
+def test_cascade_deletes_nothing_when_more_rows_reference_the_partition_than_the_plan_showed(capsys, workdir, db_url, conn):
+    bookings_with_orders(capsys, workdir, db_url, conn, on_reference="cascade")
+    assert cli(capsys, db_url, "plan", LATER, "--out", "plan.json").code == 0
+    conn.execute("INSERT INTO orders SELECT 3, id, start_time FROM bookings WHERE note = 'jan'")
+    result = run_cli(capsys, "apply", "plan.json", "--database-url", db_url)
+    assert result.code == 3, result.err
+    assert "2 rows of public.orders (orders_booking_id_booking_at_fkey) reference it now, more than the 1" in result.err
+    assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+    assert "bookings_2026_01" in [n for n, _ in partitions(conn, "bookings")]

@@ -1,0 +1,397 @@
+"""What every partition shares with its parent, as a careful DBA would make it: owner, privileges (table and
+column, MAINTAIN included where the server has it), tablespace, storage parameters, replica identity, persistence
+and access method. Read for a whole set of tables in one statement (only partitions that differ come back),
+compared purely, and made so with statements composed with psycopg.sql: when a partition is created, and by a
+plan's `~ conform` line for one that drifted.
+
+Ownership, privileges, storage parameters and replica identity are fixed in place (catalog updates under the
+ladder). Tablespace, persistence and access method are only reported: changing them rewrites the partition
+under ACCESS EXCLUSIVE, which is a migration, not upkeep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from psycopg import Connection, Cursor, sql
+
+from .model import TableRef
+
+REWRITE = "PM215"  # a partition that differs where only a rewrite would make it match: reported, never done
+OWNER = ""  # the grantee that stands for the relation's own owner (a role name is never empty)
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One privilege of one grantee (None: PUBLIC; OWNER: the relation's owner) on the table or one column."""
+
+    column: str  # '' for the table itself
+    grantee: Optional[str]
+    privilege: str
+    grantable: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return (self.column, self.grantee or "", self.grantee is None, self.privilege)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A relation's attributes that partitions share with their parent, as the catalog holds them."""
+
+    owner: str
+    grants: frozenset[Grant] = frozenset()
+    tablespace: Optional[str] = None  # None: the database's default
+    options: tuple[tuple[str, str], ...] = ()  # storage parameters; the TOAST table's prefixed 'toast.'
+    replica_identity: str = "d"  # pg_class.relreplident: d(efault), n(othing), f(ull), i(ndex)
+    identity_index: Optional[int] = None  # a parent: its replica identity index; a partition: the parent index its one is attached to
+    matching_index: Optional[str] = None  # a partition: its index attached to the parent's replica identity index
+    unlogged: bool = False
+    access_method: Optional[str] = None  # None: a partitioned table without one (PostgreSQL 16 and earlier)
+    default_grants: frozenset[Grant] = frozenset()  # what a new relation of this owner starts with
+    # Row-level security on the parent: its policies do not apply to a partition read directly, so privileges are
+    # not copied (a grant on the partition would let its grantee read past the policies) and not conformed.
+    row_security: bool = False
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the spec adds to the parent's shape for its partitions."""
+
+    tablespace: Optional[str] = None  # None: the parent's
+    options: tuple[tuple[str, str], ...] = ()
+    unlogged: Optional[bool] = None  # None: the parent's persistence
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference of a partition from its parent, and what makes it match (verb and args, so a saved plan
+    carries it). Verbs: owner, grant, revoke, revoke_option, set, replica; and tablespace, persistence, access_method,
+    which are only reported."""
+
+    verb: str
+    args: tuple[str, ...]
+
+    @property
+    def fixable(self) -> bool:
+        return self.verb in ("owner", "grant", "revoke", "revoke_option", "set", "replica")
+
+    @property
+    def attribute(self) -> str:
+        return {"owner": "owner", "grant": "privileges", "revoke": "privileges", "revoke_option": "privileges",
+                "set": "storage parameters", "replica": "replica identity"}.get(self.verb, self.verb.replace("_", " "))
+
+    def text(self) -> str:
+        a = self.args
+        if self.verb == "owner":
+            return f"owner {a[0]} (is {a[1]})"
+        if self.verb in ("grant", "revoke", "revoke_option"):
+            what = f"{a[2]} ({a[0]})" if a[0] else a[2]
+            who = "PUBLIC" if a[1] == "" and a[3] == "public" else a[1]
+            if self.verb == "grant":
+                return f"grant {what} to {who}{' with grant option' if a[4] == 'true' else ''}"
+            if self.verb == "revoke":
+                return f"revoke {what} from {who}"
+            return f"revoke grant option for {what} from {who}"
+        if self.verb == "set":
+            return f"set {a[0]} = {a[1]} (is {a[2] or 'unset'})"
+        if self.verb == "replica":
+            return f"replica identity {_IDENTITY[a[0]]}{' ' + a[1] if a[1] else ''} (is {_IDENTITY[a[2]]})"
+        return f"{self.attribute} {a[0]}, the parent's partitions want {a[1]} (apply does not rewrite it)"
+
+    def statement(self, partition: TableRef) -> sql.Composed:
+        table = sql.Identifier(partition.schema, partition.name)
+        a = self.args
+        if self.verb == "owner":
+            return sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, sql.Identifier(a[0]))
+        if self.verb in ("grant", "revoke", "revoke_option"):
+            privilege = sql.SQL(a[2]) if a[2] in PRIVILEGES else None
+            if privilege is None:
+                raise ValueError(f"unknown privilege {a[2]!r}")
+            if a[0]:
+                privilege = sql.SQL("{} ({})").format(privilege, sql.Identifier(a[0]))
+            who = sql.SQL("PUBLIC") if a[3] == "public" else sql.Identifier(a[1])
+            if self.verb == "grant":
+                option = sql.SQL(" WITH GRANT OPTION") if a[4] == "true" else sql.SQL("")
+                return sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(privilege, table, who, option)
+            head = sql.SQL("REVOKE ") if self.verb == "revoke" else sql.SQL("REVOKE GRANT OPTION FOR ")
+            return sql.SQL("{}{} ON TABLE {} FROM {}").format(head, privilege, table, who)
+        if self.verb == "set":
+            return sql.SQL("ALTER TABLE {} SET ({} = {})").format(table, option_name(a[0]), sql.Literal(a[1]))
+        if self.verb == "replica":
+            return sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(table, identity_clause(a[0], a[1]))
+        raise ValueError(f"{self.verb}: reported only")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verb": self.verb, "args": list(self.args), "text": self.text()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Change":
+        return cls(d["verb"], tuple(d["args"]))
+
+
+# The privileges GRANT takes, as aclexplode() names them; only these reach SQL, as keywords.
+PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"})
+_IDENTITY = {"d": "DEFAULT", "n": "NOTHING", "f": "FULL", "i": "USING INDEX"}
+
+
+def option_name(name: str) -> sql.Composable:
+    """A storage parameter's name as SQL: 'toast.autovacuum_enabled' is two identifiers."""
+    return sql.SQL(".").join(sql.Identifier(part) for part in name.split(".", 1))
+
+
+def identity_clause(kind: str, index: str = "") -> sql.Composable:
+    if kind == "i":
+        return sql.SQL("USING INDEX {}").format(sql.Identifier(index))
+    return sql.SQL({"d": "DEFAULT", "n": "NOTHING", "f": "FULL"}[kind])
+
+
+def _grant_args(g: Grant, owner: str) -> tuple[str, ...]:
+    who = owner if g.grantee == OWNER else (g.grantee or "")
+    return (g.column, who, g.privilege, "public" if g.grantee is None else "role", "true" if g.grantable else "false")
+
+
+def _privileges(want: frozenset[Grant], have: frozenset[Grant], owner: str) -> list[Change]:
+    wanted = {g.key: g for g in want}
+    held = {g.key: g for g in have}
+    changes = []
+    for key in sorted(wanted.keys() | held.keys()):
+        w, h = wanted.get(key), held.get(key)
+        if w is not None and (h is None or (w.grantable and not h.grantable)):
+            changes.append(Change("grant", _grant_args(w, owner)))
+        elif w is None and h is not None:
+            changes.append(Change("revoke", _grant_args(h, owner)))
+        elif w is not None and h is not None and h.grantable and not w.grantable:
+            changes.append(Change("revoke_option", _grant_args(h, owner)))
+    return changes
+
+
+def _same_value(a: Optional[str], b: str) -> bool:
+    """Storage parameters as the server reads them: on/true/1 alike, 0.10 and 0.1 alike."""
+    if a is None:
+        return False
+    if a.lower() == b.lower():
+        return True
+    truth = {"on": "1", "true": "1", "yes": "1", "1": "1", "off": "0", "false": "0", "no": "0", "0": "0"}
+    if a.lower() in truth and b.lower() in truth:
+        return truth[a.lower()] == truth[b.lower()]
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def differences(parent: Shape, partition: Shape, wanted: Wanted) -> list[Change]:
+    """What makes partition match: owner first (privileges name the owner), then privileges, storage parameters
+    and replica identity; then what only a rewrite would change, reported."""
+    changes: list[Change] = []
+    if partition.owner != parent.owner:
+        changes.append(Change("owner", (parent.owner, partition.owner)))
+    if not parent.row_security:
+        changes += _privileges(parent.grants, partition.grants, parent.owner)
+    held = dict(partition.options)
+    for name, value in wanted.options:
+        if not _same_value(held.get(name), value):
+            changes.append(Change("set", (name, value, held.get(name) or "")))
+    identity_ok = partition.replica_identity == parent.replica_identity and (
+        parent.replica_identity != "i" or partition.identity_index == parent.identity_index)
+    if not identity_ok and (parent.replica_identity != "i" or partition.matching_index):
+        index = partition.matching_index or "" if parent.replica_identity == "i" else ""
+        changes.append(Change("replica", (parent.replica_identity, index, partition.replica_identity)))
+    tablespace = wanted.tablespace or parent.tablespace
+    if partition.tablespace != tablespace:
+        changes.append(Change("tablespace", (partition.tablespace or "pg_default", tablespace or "pg_default")))
+    unlogged = parent.unlogged if wanted.unlogged is None else wanted.unlogged
+    if partition.unlogged != unlogged:
+        changes.append(Change("persistence", (_persistence(partition.unlogged), _persistence(unlogged))))
+    if parent.access_method and partition.access_method != parent.access_method:
+        changes.append(Change("access_method", (partition.access_method or "", parent.access_method)))
+    return changes
+
+
+def _persistence(unlogged: bool) -> str:
+    return "UNLOGGED" if unlogged else "LOGGED"
+
+
+@dataclass(frozen=True)
+class Making:
+    """How a new partition is made to match: the clauses of its CREATE TABLE, the statements between it and the
+    ATTACH (owner, privileges, replica identity), and, for a replica identity index, which index of the parent
+    the partition's own must be attached to (known only once ATTACH matched the indexes)."""
+
+    unlogged: bool = False
+    access_method: Optional[str] = None
+    options: tuple[tuple[str, str], ...] = ()
+    tablespace: Optional[str] = None
+    after: tuple[Change, ...] = ()
+    identity_index: Optional[int] = None  # the parent's replica identity index
+
+
+def wanted(spec) -> Wanted:
+    return Wanted(spec.tablespace, spec.storage_parameters, spec.unlogged)
+
+
+def making(parent: Shape, wanted: Wanted, creator: str) -> Making:
+    """creator: the role that runs CREATE TABLE, whose new table starts with the parent's owner's default
+    privileges once its owner is changed (the server's acldefault, read with the parent)."""
+    fresh = Shape(owner=creator, grants=parent.default_grants)
+    after = [c for c in differences(parent, fresh, Wanted(tablespace=parent.tablespace, unlogged=parent.unlogged))
+             if c.fixable and c.verb != "replica"]
+    if parent.replica_identity in ("n", "f"):
+        after.append(Change("replica", (parent.replica_identity, "", "d")))
+    return Making(
+        unlogged=parent.unlogged if wanted.unlogged is None else wanted.unlogged,
+        access_method=parent.access_method,
+        options=wanted.options,
+        tablespace=wanted.tablespace or parent.tablespace,
+        after=tuple(after),
+        identity_index=parent.identity_index if parent.replica_identity == "i" else None,
+    )
+
+
+# A relation's shape, normalised: privileges without their grantor (who granted is not what a partition must
+# share), the owner's own entries under OWNER, PUBLIC as NULL; a NULL relacl is the owner's defaults.
+_GRANTS = """(SELECT coalesce(json_agg(json_build_array('', CASE WHEN a.grantee = 0 THEN NULL WHEN a.grantee = {r}.relowner
+                      THEN '' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable)
+                      ORDER BY a.grantee = {r}.relowner, a.grantee, a.privilege_type, a.is_grantable), '[]')
+         FROM aclexplode(coalesce({r}.relacl, acldefault('r', {r}.relowner))) a)"""
+_COLUMN_GRANTS = """(SELECT coalesce(json_agg(json_build_array(at.attname, CASE WHEN a.grantee = 0 THEN NULL
+                      WHEN a.grantee = {r}.relowner THEN '' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,
+                      a.is_grantable)), '[]')
+         FROM pg_attribute at, aclexplode(at.attacl) a
+        WHERE at.attrelid = {r}.oid AND at.attacl IS NOT NULL AND NOT at.attisdropped)"""
+_COLUMN_ACL = """(SELECT array_agg(at.attname || ' ' || at.attacl::text ORDER BY at.attname) FROM pg_attribute at
+        WHERE at.attrelid = {r}.oid AND at.attacl IS NOT NULL AND NOT at.attisdropped)"""
+_OPTIONS = """coalesce({r}.reloptions, '{{}}') || coalesce((SELECT array_agg('toast.' || o) FROM pg_class t, unnest(t.reloptions) o
+                                                   WHERE t.oid = {r}.reltoastrelid), '{{}}')"""
+_IDENTITY_INDEX = "(SELECT x.indexrelid FROM pg_index x WHERE x.indrelid = {r}.oid AND x.indisreplident)"
+
+
+def _columns(r: str, parent: str) -> str:
+    return f""", pg_get_userbyid({r}.relowner), {_GRANTS.format(r=r)}, {_COLUMN_GRANTS.format(r=r)},
+       (SELECT s.spcname FROM pg_tablespace s WHERE s.oid = {r}.reltablespace), {_OPTIONS.format(r=r)},
+       {r}.relreplident,
+       CASE WHEN {r}.oid = {parent}.oid THEN {_IDENTITY_INDEX.format(r=r)}
+            ELSE (SELECT ii.inhparent FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
+                   WHERE x.indrelid = {r}.oid AND x.indisreplident) END,
+       (SELECT ic.relname FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
+          JOIN pg_class ic ON ic.oid = x.indexrelid
+         WHERE x.indrelid = {r}.oid AND ii.inhparent = {_IDENTITY_INDEX.format(r=parent)}),
+       {r}.relpersistence = 'u', (SELECT am.amname FROM pg_am am WHERE am.oid = {r}.relam),
+       (SELECT coalesce(json_agg(json_build_array('', '', a.privilege_type, a.is_grantable)), '[]')
+          FROM aclexplode(acldefault('r', {r}.relowner)) a), {r}.relrowsecurity"""
+
+
+# The parents, and only the partitions that may differ: a cheap test of the raw catalog values first (a partition
+# partman made has the very relacl of its parent), the normalised comparison only where that fails.
+_SHAPES = f"""
+SELECT w.parent, p.oid{_columns('p', 'p')}
+  FROM unnest(%(parents)s::oid[]) AS w(parent) JOIN pg_class p ON p.oid = w.parent
+UNION ALL
+SELECT w.parent, c.oid{_columns('c', 'p')}
+  FROM unnest(%(parents)s::oid[], %(tablespaces)s::text[], %(unlogged)s::bool[], %(options)s::text[])
+       AS w(parent, tablespace, unlogged, options)
+  JOIN pg_class p ON p.oid = w.parent
+  JOIN pg_inherits i ON i.inhparent = p.oid AND NOT i.inhdetachpending
+  JOIN pg_class c ON c.oid = i.inhrelid AND c.relkind = 'r'
+ WHERE c.relowner <> p.relowner
+    OR (c.relacl IS DISTINCT FROM p.relacl AND {_GRANTS.format(r='c')}::text IS DISTINCT FROM {_GRANTS.format(r='p')}::text)
+    OR {_COLUMN_ACL.format(r='c')} IS DISTINCT FROM {_COLUMN_ACL.format(r='p')}
+    OR c.reltablespace <> coalesce((SELECT s.oid FROM pg_tablespace s WHERE s.spcname = w.tablespace), p.reltablespace)
+    OR (c.relpersistence = 'u') <> coalesce(w.unlogged, p.relpersistence = 'u')
+    OR CASE WHEN w.options IS NULL THEN false
+            ELSE NOT string_to_array(w.options, ',') <@ ({_OPTIONS.format(r='c')}) END
+    OR c.relreplident <> p.relreplident
+    OR (p.relreplident = 'i' AND NOT EXISTS (
+          SELECT 1 FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
+           WHERE x.indrelid = c.oid AND x.indisreplident AND ii.inhparent = {_IDENTITY_INDEX.format(r='p')}))
+    OR (p.relam <> 0 AND c.relam <> p.relam)
+"""
+
+
+def _shape(row: tuple) -> Shape:
+    owner, grants, column_grants, tablespace, options, ident, ident_index, matching, unlogged, am, defaults, rls = row
+
+    def as_grants(items) -> frozenset[Grant]:
+        return frozenset(Grant(c, g, p, bool(o)) for c, g, p, o in items)
+
+    return Shape(
+        owner=owner, grants=as_grants(grants) | as_grants(column_grants), tablespace=tablespace,
+        options=tuple(sorted(tuple(o.split("=", 1)) for o in options if "=" in o)),
+        replica_identity=ident, identity_index=ident_index, matching_index=matching, unlogged=bool(unlogged),
+        access_method=am, default_grants=as_grants(defaults), row_security=bool(rls),
+    )
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """The parents' shapes and those of the partitions that may differ from them, by OID."""
+
+    parents: dict[int, Shape] = field(default_factory=dict)
+    partitions: dict[int, dict[int, Shape]] = field(default_factory=dict)  # parent OID -> partition OID -> shape
+
+
+def read(cur: Cursor, wanted: Iterable[tuple[int, Wanted]]) -> Shapes:
+    """One statement for every parent."""
+    wanted = [(oid, w) for oid, w in wanted if oid is not None]
+    if not wanted:
+        return Shapes()
+    params = {
+        "parents": [oid for oid, _ in wanted],
+        "tablespaces": [w.tablespace for _, w in wanted],
+        "unlogged": [w.unlogged for _, w in wanted],
+        "options": [",".join(f"{k}={v}" for k, v in w.options) if w.options else None for _, w in wanted],
+    }
+    shapes = Shapes()
+    for parent, oid, *rest in cur.execute(_SHAPES, params).fetchall():
+        if parent == oid:
+            shapes.parents[oid] = _shape(tuple(rest))
+        else:
+            shapes.partitions.setdefault(parent, {})[oid] = _shape(tuple(rest))
+    return shapes
+
+
+def parent_shape(conn: Connection, parent: TableRef) -> Optional[Shape]:
+    """The parent's shape as it is now (apply, under the table's lock, right before it creates partitions)."""
+    oid = conn.execute("SELECT to_regclass(%s)::oid", (sql.Identifier(parent.schema, parent.name).as_string(conn),)).fetchone()[0]
+    return read(conn.cursor(), [(oid, Wanted())]).parents.get(oid)
+
+
+def identity_index_of(conn: Connection, partition: TableRef, parent_index: int) -> Optional[str]:
+    """The partition's index that ATTACH attached to the parent's replica identity index."""
+    row = conn.execute(
+        """SELECT ic.relname FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
+             JOIN pg_class ic ON ic.oid = x.indexrelid
+            WHERE x.indrelid = to_regclass(%s) AND ii.inhparent = %s""",
+        (sql.Identifier(partition.schema, partition.name).as_string(conn), parent_index),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def making_for(conn: Connection, spec, new_parent: bool) -> Making:
+    """How apply makes this table's new partitions, from the parent as it is under the table's lock (a parent this
+    apply creates has only the spec's additions)."""
+    creator = conn.execute("SELECT current_user").fetchone()[0]
+    parent = None if new_parent else parent_shape(conn, spec.table)
+    return making(parent or Shape(owner=creator), wanted(spec), creator)
+
+
+def after_attach(conn: Connection, partition: TableRef, made: Optional[Making]) -> None:
+    """A replica identity USING INDEX: the partition's index that ATTACH matched to the parent's one."""
+    if made is None or made.identity_index is None:
+        return
+    index = identity_index_of(conn, partition, made.identity_index)
+    if index is not None:
+        conn.execute(Change("replica", ("i", index, "d")).statement(partition))
+
+
+def conform(conn: Connection, action) -> bool:
+    """A plan's conform, in one transaction: only if the partition is still the relation planned (False if not:
+    nothing to do). The statements are idempotent, so what another run did meanwhile costs nothing."""
+    oid = conn.execute("SELECT to_regclass(%s)::oid", (sql.Identifier(action.partition.schema, action.partition.name)
+                                                      .as_string(conn),)).fetchone()[0]
+    if oid != action.oid:
+        return False
+    for change in action.changes:
+        conn.execute(change.statement(action.partition))
+    return True
