@@ -367,6 +367,101 @@ END
 $fn$;
 
 
+-- A new partition made to match its parent, as partman makes it (README: Partitions that match their parent): the
+-- parent's owner and privileges (table and column, grant options; none when the parent has row-level security,
+-- whose policies a direct read of a partition would bypass) and a replica identity FULL or NOTHING, before the
+-- ATTACH; the tablespace and persistence are in its CREATE TABLE (partman_create).
+CREATE OR REPLACE FUNCTION ${partitioning.state_schema}.partman_match_parent(p_parent regclass, p_schema text, p_name text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    par record;
+    target regclass := to_regclass(format('%I.%I', p_schema, p_name));
+    g record;
+    who text;
+    what text;
+BEGIN
+    SELECT c.relowner, c.relacl, c.relrowsecurity, c.relreplident INTO par FROM pg_class c WHERE c.oid = p_parent;
+    IF par.relowner <> (SELECT c.relowner FROM pg_class c WHERE c.oid = target) THEN
+        PERFORM ${partitioning.state_schema}.partman_ddl(format('ALTER TABLE %s OWNER TO %I', target, pg_get_userbyid(par.relowner)));
+    END IF;
+    IF NOT par.relrowsecurity THEN
+        -- Grantees as 'o' (the owner), 'p' (PUBLIC) or 'r' and a name; who granted is not what a partition shares.
+        FOR g IN
+            WITH want AS (
+                SELECT '' AS col, a.grantee, a.privilege_type AS priv, a.is_grantable AS opt
+                  FROM aclexplode(coalesce(par.relacl, acldefault('r', par.relowner))) a
+                UNION ALL
+                SELECT at.attname::text, a.grantee, a.privilege_type, a.is_grantable
+                  FROM pg_attribute at, aclexplode(at.attacl) a
+                 WHERE at.attrelid = p_parent AND at.attacl IS NOT NULL AND NOT at.attisdropped
+            ), have AS (
+                SELECT '' AS col, a.grantee, a.privilege_type AS priv, a.is_grantable AS opt
+                  FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a WHERE c.oid = target
+                UNION ALL
+                SELECT at.attname::text, a.grantee, a.privilege_type, a.is_grantable
+                  FROM pg_attribute at, aclexplode(at.attacl) a
+                 WHERE at.attrelid = target AND at.attacl IS NOT NULL AND NOT at.attisdropped
+            )
+            SELECT coalesce(w.col, h.col) AS col, coalesce(w.grantee, h.grantee) AS grantee,
+                   coalesce(w.priv, h.priv) AS priv, w.opt AS want_opt, h.opt AS have_opt
+              FROM want w FULL JOIN have h ON h.col = w.col AND h.grantee = w.grantee AND h.priv = w.priv
+             WHERE w.opt IS DISTINCT FROM h.opt
+             ORDER BY 1, 2, 3
+        LOOP
+            who := CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END;
+            what := g.priv || CASE WHEN g.col <> '' THEN format(' (%I)', g.col) ELSE '' END;
+            IF g.want_opt IS NULL THEN
+                PERFORM ${partitioning.state_schema}.partman_ddl(format('REVOKE %s ON TABLE %s FROM %s', what, target, who));
+            ELSIF g.have_opt IS NULL OR g.want_opt THEN
+                PERFORM ${partitioning.state_schema}.partman_ddl(format('GRANT %s ON TABLE %s TO %s%s', what, target, who,
+                                               CASE WHEN g.want_opt THEN ' WITH GRANT OPTION' ELSE '' END));
+            ELSE
+                PERFORM ${partitioning.state_schema}.partman_ddl(format('REVOKE GRANT OPTION FOR %s ON TABLE %s FROM %s', what, target, who));
+            END IF;
+        END LOOP;
+    END IF;
+    IF par.relreplident IN ('f', 'n') THEN
+        PERFORM ${partitioning.state_schema}.partman_ddl(format('ALTER TABLE %s REPLICA IDENTITY %s', target,
+                                       CASE par.relreplident WHEN 'f' THEN 'FULL' ELSE 'NOTHING' END));
+    END IF;
+END
+$fn$;
+
+-- After the ATTACH: a replica identity USING INDEX names the partition's index that ATTACH matched to the parent's.
+CREATE OR REPLACE FUNCTION ${partitioning.state_schema}.partman_match_identity(p_parent regclass, p_schema text, p_name text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    idx text;
+BEGIN
+    SELECT ic.relname INTO idx
+      FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid JOIN pg_class ic ON ic.oid = x.indexrelid
+     WHERE x.indrelid = to_regclass(format('%I.%I', p_schema, p_name))
+       AND ii.inhparent = (SELECT px.indexrelid FROM pg_index px WHERE px.indrelid = p_parent AND px.indisreplident);
+    IF idx IS NOT NULL THEN
+        PERFORM ${partitioning.state_schema}.partman_ddl(format('ALTER TABLE %I.%I REPLICA IDENTITY USING INDEX %I', p_schema, p_name, idx));
+    END IF;
+END
+$fn$;
+
+-- CREATE TABLE … (LIKE parent …) in the parent's tablespace and persistence, with its access method where it has one.
+CREATE OR REPLACE FUNCTION ${partitioning.state_schema}.partman_create(p_parent regclass, p_schema text, p_name text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    par record;
+BEGIN
+    SELECT c.relpersistence, (SELECT s.spcname FROM pg_tablespace s WHERE s.oid = c.reltablespace) AS space,
+           (SELECT am.amname FROM pg_am am WHERE am.oid = c.relam) AS am
+      INTO par FROM pg_class c WHERE c.oid = p_parent;
+    PERFORM ${partitioning.state_schema}.partman_ddl(format(
+        'CREATE %sTABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES'
+        ' INCLUDING STORAGE INCLUDING COMMENTS INCLUDING STATISTICS INCLUDING GENERATED INCLUDING COMPRESSION)%s%s',
+        CASE WHEN par.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, p_schema, p_name, p_parent,
+        CASE WHEN par.am IS NOT NULL THEN format(' USING %I', par.am) ELSE '' END,
+        CASE WHEN par.space IS NOT NULL THEN format(' TABLESPACE %I', par.space) ELSE '' END));
+    PERFORM ${partitioning.state_schema}.partman_match_parent(p_parent, p_schema, p_name);
+END
+$fn$;
+
 -- The planner's rules, in PL/pgSQL, for month-based intervals (the same rules as partman's planner.py):
 -- cover [start of the slot holding p_at, p_until) with contiguous partitions; replace empty future
 -- partitions that partman made and that do not fit the grid; keep populated ones and bridge around them;
@@ -518,14 +613,12 @@ BEGIN
     FOREACH piece IN ARRAY pieces LOOP
         CONTINUE WHEN piece = ANY (candidates);
         new_name := ${partitioning.state_schema}.partman_name(pschema, pname, lower(piece), upper(piece), p_months, key_type, tz);
-        PERFORM ${partitioning.state_schema}.partman_ddl(format(
-            'CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES'
-            ' INCLUDING STORAGE INCLUDING COMMENTS INCLUDING STATISTICS INCLUDING GENERATED INCLUDING COMPRESSION)',
-            pschema, new_name, p_parent));
+        PERFORM ${partitioning.state_schema}.partman_create(p_parent, pschema, new_name);
         PERFORM ${partitioning.state_schema}.partman_ddl(format('ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%s) TO (%s)',
                        p_parent, pschema, new_name,
                        ${partitioning.state_schema}.partman_literal(lower(piece), key_type),
                        ${partitioning.state_schema}.partman_literal(upper(piece), key_type)));
+        PERFORM ${partitioning.state_schema}.partman_match_identity(p_parent, pschema, new_name);
         -- A live row for this range whose partition is gone (dropped by hand) is closed, not left to clash.
         UPDATE ${partitioning.state_schema}.partition_log SET dropped_at = p_at
          WHERE parent_schema = pschema AND parent_name = pname AND range_start = lower(piece) AND dropped_at IS NULL;

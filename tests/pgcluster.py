@@ -197,6 +197,8 @@ class Replica(Cluster):
         os.chmod(self.root, 0o755)
         self._run("pg_basebackup", "-D", str(self.data), "-R", "-X", "stream", "-c", "fast",
                   "-d", f"host=127.0.0.1 port={primary_port} user=postgres")
-        self._conf(f"port = {self.port}\nunix_socket_directories = '{self.root}'\nhot_standby = on\n")
+        # allow_in_place_tablespaces: the primary may hold one (tests make their tablespace inside its data directory)
+        self._conf(f"port = {self.port}\nunix_socket_directories = '{self.root}'\nhot_standby = on\n"
+                   "allow_in_place_tablespaces = on\n")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "start")
         return self

@@ -229,3 +229,21 @@ def test_a_parent_with_row_level_security_keeps_its_privileges_off_the_partition
     assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0, "no grant that would read past the policy"
     assert cli(capsys, db_url, "apply", "--auto-approve", now=LATER).code == 0
     assert f"{reader}:SELECT:false" not in look(conn, "bookings_2027_06")["grants"]
+
+
+def test_a_conform_behind_a_reader_of_the_partition_gives_up_after_the_budget_and_changes_nothing(
+        capsys, workdir, db_url, conn, roles):
+    owner, _, _ = roles
+    write_spec(workdir / "specs", spec_data(premake="2 months"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute(f'ALTER TABLE bookings OWNER TO "{owner}"')
+    before = look(conn, "bookings_2027_03")
+    with psycopg.connect(db_url) as reader:
+        reader.execute("SELECT count(*) FROM bookings_2027_03")  # ACCESS SHARE, held until rollback
+        result = cli(capsys, db_url, "apply", "--auto-approve", "--lock-timeout-ms", "50", "--lock-budget", "0.5")
+        assert result.code == 4, result.err
+        assert "public.bookings_2027_03: conform" in result.err
+        assert look(conn, "bookings_2027_03") == before
+        reader.rollback()
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert look(conn, "bookings_2027_03")["owner"] == owner

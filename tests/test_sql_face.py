@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+import uuid
 from datetime import date, datetime
 
 import psycopg
@@ -289,6 +290,35 @@ def test_after_partman_apply_manage_partitions_changes_nothing(server, db_url, c
     before = state(conn)
     conn.execute("SELECT manage_partitions(%s, %s)", (TABLE, now))
     assert state(conn) == before
+
+
+def test_partitions_the_sql_face_makes_match_their_parent_as_partmans_do(server, db_url, conn, tmp_path, monkeypatch,
+                                                                         capsys):
+    tag = uuid.uuid4().hex[:8]
+    owner, reader = f"owner_{tag}", f"reader_{tag}"
+    conn.execute(f'CREATE ROLE "{owner}"; CREATE ROLE "{reader}"')
+    try:
+        conn.execute(f"CREATE TABLE {TABLE} (id bigint GENERATED ALWAYS AS IDENTITY, start_time timestamptz NOT NULL,"
+                     " note text, PRIMARY KEY (id, start_time)) PARTITION BY RANGE (start_time)")
+        conn.execute(f'ALTER TABLE {TABLE} OWNER TO "{owner}"')
+        conn.execute(f'GRANT SELECT ON {TABLE} TO "{reader}" WITH GRANT OPTION')
+        conn.execute(f'GRANT UPDATE (note) ON {TABLE} TO "{reader}"')
+        conn.execute(f"CREATE UNIQUE INDEX ident ON {TABLE} (start_time, id)")
+        conn.execute(f"ALTER TABLE {TABLE} REPLICA IDENTITY USING INDEX ident")
+        migrate(server, db_url, interval_months="3")
+        looked = conn.execute(
+            """SELECT pg_get_userbyid(c.relowner), c.relacl::text[], c.relreplident,
+                      (SELECT array_agg(attname || ' ' || attacl::text) FROM pg_attribute WHERE attrelid = c.oid AND attacl IS NOT NULL)
+                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass""", (TABLE,)).fetchall()
+        assert looked and {row[0] for row in looked} == {owner}
+        assert all(f"{reader}=r*/{owner}" in row[1] and row[2] == "i" for row in looked), looked
+        assert all(row[3] == [f"note {{{reader}=w/{owner}}}"] for row in looked), looked
+        monkeypatch.chdir(tmp_path)
+        write_spec(tmp_path / "specs", equivalent_spec())
+        result = run_cli(capsys, "plan", "specs", "--env", "test", "--database-url", db_url, "--detailed-exitcode")
+        assert result.code == 0, result.out
+    finally:
+        conn.execute(f'DROP TABLE IF EXISTS {TABLE}; DROP OWNED BY "{owner}", "{reader}"; DROP ROLE "{owner}"; DROP ROLE "{reader}"')
 
 
 def column_definitions(conn, schema: str) -> list:
