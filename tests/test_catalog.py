@@ -6,6 +6,7 @@ from datetime import date, datetime, timezone
 
 import psycopg
 import pytest
+from hypothesis import given, strategies as st
 
 from helpers import spec
 
@@ -138,3 +139,17 @@ def test_the_structure_digest_moves_with_every_change_a_plan_depends_on(db_url, 
         seen.append(now_digest())
         assert seen[-1] not in seen[:-1], change
         assert snapshot_digest() == seen[-1]
+
+
+@given(st.text(min_size=1, max_size=20), st.text(max_size=20))
+def test_every_name_that_starts_with_a_prefix_sorts_below_its_end_in_utf8_byte_order(name, tail):
+    prefix = catalog.name_prefix(name)
+    end = catalog.past_prefix(prefix, "UTF8")
+    assert end is not None or set(prefix) == {"\U0010ffff"}
+    inside, outside = (prefix + tail).encode(), (end or "").encode()
+    assert prefix.encode() <= inside and (end is None or inside < outside)
+    assert end is None or not end.startswith(prefix)
+
+
+def test_a_database_in_another_encoding_gets_no_range():
+    assert catalog.past_prefix("bookings", "LATIN1") is None
