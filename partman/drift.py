@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any, Optional
 
 from .conformance import REWRITE
+from .references import REFERENCED
 from .intervals import Span
 from .model import Bounds, KeyType, KeyValue, iso
 from . import statistics
@@ -143,6 +144,9 @@ def _table(
             findings.append(Finding(Kind.EXPIRED, "expired: retention should have detached it", str(a.partition)))
         elif a.reason is Reason.RETENTION_GRACE_ELAPSED and not a.attached:
             findings.append(Finding(Kind.GRACE_ELAPSED, "detached and past its grace: should have been dropped", str(a.partition)))
+    for n in tp.kept:
+        if n.code == REFERENCED:
+            findings.append(Finding(Kind.EXPIRED, f"expired, kept: {n.why} ({n.code})", str(n.partition)))
     for n in tp.kept + tp.warnings:
         if n.code == BUSY:
             findings.append(Finding(Kind.BUSY, f"locked by another session: {n.why}", str(n.partition)))

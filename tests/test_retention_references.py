@@ -117,3 +117,12 @@ def test_cascade_deletes_nothing_when_more_rows_reference_the_partition_than_the
     assert "2 rows of public.orders (orders_booking_id_booking_at_fkey) reference it now, more than the 1" in result.err
     assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
     assert "bookings_2026_01" in [n for n, _ in partitions(conn, "bookings")]
+
+
+def test_drift_reports_an_expired_partition_kept_for_its_references(capsys, workdir, db_url, conn):
+    bookings_with_orders(capsys, workdir, db_url, conn)
+    assert cli(capsys, db_url, "apply", LATER, "--auto-approve").code == 0
+    doc = json.loads(cli(capsys, db_url, "drift", LATER, "--format", "json").out)
+    found = [f for t in doc["tables"] for f in t["findings"] if f["kind"] == "expired"]
+    assert [f["partition"] for f in found] == ["public.bookings_2026_01"]
+    assert "referenced by 1 row of public.orders" in found[0]["detail"] and "PM102" in found[0]["detail"]
