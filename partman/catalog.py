@@ -359,9 +359,9 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
 
 
 def _with_shapes(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
-    """The parents' shapes and their partitions that differ (conformance.py), for the specs that conform them."""
+    """The parents' shapes and their partitions that differ (conformance.py)."""
     asked = {s.table: tables[s.table].oid for s in specs
-             if s.conform and tables[s.table].oid is not None and tables[s.table].strategy == "range"}
+             if tables[s.table].oid is not None and tables[s.table].strategy == "range"}
     if not asked:
         return tables
     by_table = {s.table: s for s in specs}

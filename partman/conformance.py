@@ -17,7 +17,7 @@ from psycopg import Connection, Cursor, sql
 
 from .model import TableRef
 
-REWRITE = "PM215"  # a partition that differs where only a rewrite would make it match: reported, never done
+UNFIXED = "PM215"  # a difference apply does not fix (a rewrite, another grantor, another owner): reported only
 OWNER = ""  # the grantee that stands for the relation's own owner (a role name is never empty)
 
 
@@ -29,6 +29,8 @@ class Grant:
     grantee: Optional[str]
     privilege: str
     grantable: bool = False
+    by_owner: bool = field(default=True, compare=False)  # granted by the owner (so the owner can revoke it)
+    order: int = field(default=0, compare=False)  # its place in the relation's ACL: grants follow the parent's order
 
     @property
     def key(self) -> tuple:
@@ -48,10 +50,15 @@ class Shape:
     matching_index: Optional[str] = None  # a partition: its index attached to the parent's replica identity index
     unlogged: bool = False
     access_method: Optional[str] = None  # None: a partitioned table without one (PostgreSQL 16 and earlier)
-    default_grants: frozenset[Grant] = frozenset()  # what a new relation of this owner starts with
-    # Row-level security on the parent: its policies do not apply to a partition read directly, so privileges are
-    # not copied (a grant on the partition would let its grantee read past the policies) and not conformed.
+    # Row-level security on the parent: its policies do not apply to a partition read directly, so a partition gets
+    # the owner's privileges only (a grant on it would let its grantee read past the policies).
     row_security: bool = False
+    has_toast: bool = True  # a partition: it has a TOAST table (toast.* parameters mean nothing without one)
+    alterable: bool = True  # a partition: the connected role owns it or is a member of its owner
+    # A parent: the tablespace its partitions go to (the spec's, else its own; None: the database's default),
+    # and why that cannot be (the spec names one that does not exist, or the role may not create in it).
+    wanted_tablespace: Optional[str] = None
+    tablespace_problem: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,8 @@ class Change:
     @property
     def attribute(self) -> str:
         return {"owner": "owner", "grant": "privileges", "revoke": "privileges", "revoke_option": "privileges",
-                "set": "storage parameters", "replica": "replica identity"}.get(self.verb, self.verb.replace("_", " "))
+                "foreign": "privileges", "unowned": "owner", "set": "storage parameters",
+                "replica": "replica identity"}.get(self.verb, self.verb.replace("_", " "))
 
     def text(self) -> str:
         a = self.args
@@ -97,6 +105,12 @@ class Change:
             return f"set {a[0]} = {a[1]} (is {a[2] or 'unset'})"
         if self.verb == "replica":
             return f"replica identity {_IDENTITY[a[0]]}{' ' + a[1] if a[1] else ''} (is {_IDENTITY[a[2]]})"
+        if self.verb == "foreign":
+            what = f"{a[2]} ({a[0]})" if a[0] else a[2]
+            return (f"{what} of {'PUBLIC' if a[3] == 'public' else a[1]} was granted by another role than the owner:"
+                    " only that role can revoke it")
+        if self.verb == "unowned":
+            return f"owned by {a[0]}, which the connected role is not a member of: {a[1]} is left to its owner"
         return f"{self.attribute} {a[0]}, the parent's partitions want {a[1]} (apply does not rewrite it)"
 
     def statement(self, partition: TableRef) -> sql.Composed:
@@ -115,7 +129,8 @@ class Change:
                 option = sql.SQL(" WITH GRANT OPTION") if a[4] == "true" else sql.SQL("")
                 return sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(privilege, table, who, option)
             head = sql.SQL("REVOKE ") if self.verb == "revoke" else sql.SQL("REVOKE GRANT OPTION FOR ")
-            return sql.SQL("{}{} ON TABLE {} FROM {}").format(head, privilege, table, who)
+            # CASCADE: what the grantee passed on with a grant option the partition should not have goes with it.
+            return sql.SQL("{}{} ON TABLE {} FROM {} CASCADE").format(head, privilege, table, who)
         if self.verb == "set":
             return sql.SQL("ALTER TABLE {} SET ({} = {})").format(table, option_name(a[0]), sql.Literal(a[1]))
         if self.verb == "replica":
@@ -152,18 +167,37 @@ def _grant_args(g: Grant, owner: str) -> tuple[str, ...]:
 
 
 def _privileges(want: frozenset[Grant], have: frozenset[Grant], owner: str) -> list[Change]:
+    """Grants in the parent's order (so a partition's ACL comes out as the parent's, entry for entry), then revokes;
+    a privilege someone other than the owner granted is reported, since only its grantor can revoke it."""
     wanted = {g.key: g for g in want}
     held = {g.key: g for g in have}
-    changes = []
+    grants, revokes = [], []
     for key in sorted(wanted.keys() | held.keys()):
         w, h = wanted.get(key), held.get(key)
         if w is not None and (h is None or (w.grantable and not h.grantable)):
-            changes.append(Change("grant", _grant_args(w, owner)))
-        elif w is None and h is not None:
-            changes.append(Change("revoke", _grant_args(h, owner)))
-        elif w is not None and h is not None and h.grantable and not w.grantable:
-            changes.append(Change("revoke_option", _grant_args(h, owner)))
-    return changes
+            grants.append((w.order, Change("grant", _grant_args(w, owner))))
+        elif h is not None and (w is None or (h.grantable and not w.grantable)):
+            verb = ("revoke" if w is None else "revoke_option") if h.by_owner else "foreign"
+            revokes.append(Change(verb, _grant_args(h, owner)))
+    return [c for _, c in sorted(grants, key=lambda item: item[0])] + revokes
+
+
+def merged(grants: Iterable[Grant]) -> frozenset[Grant]:
+    """One entry per column, grantee and privilege: a privilege held from two grantors is held (with the grant
+    option if either gave it), and the owner can revoke it only if the owner gave it."""
+    by_key: dict[tuple, Grant] = {}
+    for g in grants:
+        seen = by_key.get(g.key)
+        by_key[g.key] = g if seen is None else Grant(
+            g.column, g.grantee, g.privilege, seen.grantable or g.grantable, seen.by_owner and g.by_owner,
+            min(seen.order, g.order))
+    return frozenset(by_key.values())
+
+
+def _as_owner(grants: frozenset[Grant], owner: str) -> frozenset[Grant]:
+    """A relation's grants once owner owns it: what owner held as a grantee is the owner's own (the server merges them)."""
+    return merged(Grant(g.column, OWNER, g.privilege, g.grantable, True, g.order) if g.grantee == owner else g
+                  for g in grants)
 
 
 def _same_value(a: Optional[str], b: str) -> bool:
@@ -183,14 +217,17 @@ def _same_value(a: Optional[str], b: str) -> bool:
 
 def differences(parent: Shape, partition: Shape, wanted: Wanted) -> list[Change]:
     """What makes partition match: owner first (privileges name the owner), then privileges, storage parameters
-    and replica identity; then what only a rewrite would change, reported."""
+    and replica identity; then what apply does not fix, reported: a rewrite, a grant only its grantor can revoke."""
     changes: list[Change] = []
     if partition.owner != parent.owner:
         changes.append(Change("owner", (parent.owner, partition.owner)))
-    if not parent.row_security:
-        changes += _privileges(parent.grants, partition.grants, parent.owner)
+    want = parent.grants if not parent.row_security else frozenset(g for g in parent.grants if g.grantee == OWNER)
+    have = _as_owner(partition.grants, parent.owner) if partition.owner != parent.owner else partition.grants
+    changes += _privileges(want, have, parent.owner)
     held = dict(partition.options)
     for name, value in wanted.options:
+        if name.startswith("toast.") and not partition.has_toast:
+            continue  # no TOAST table: the server keeps no toast.* parameter, and none is needed
         if not _same_value(held.get(name), value):
             changes.append(Change("set", (name, value, held.get(name) or "")))
     identity_ok = partition.replica_identity == parent.replica_identity and (
@@ -198,14 +235,16 @@ def differences(parent: Shape, partition: Shape, wanted: Wanted) -> list[Change]
     if not identity_ok and (parent.replica_identity != "i" or partition.matching_index):
         index = partition.matching_index or "" if parent.replica_identity == "i" else ""
         changes.append(Change("replica", (parent.replica_identity, index, partition.replica_identity)))
-    tablespace = wanted.tablespace or parent.tablespace
-    if partition.tablespace != tablespace:
-        changes.append(Change("tablespace", (partition.tablespace or "pg_default", tablespace or "pg_default")))
+    if partition.tablespace != parent.wanted_tablespace:
+        changes.append(Change("tablespace", (partition.tablespace or "the default", parent.wanted_tablespace or "the default")))
     unlogged = parent.unlogged if wanted.unlogged is None else wanted.unlogged
     if partition.unlogged != unlogged:
         changes.append(Change("persistence", (_persistence(partition.unlogged), _persistence(unlogged))))
     if parent.access_method and partition.access_method != parent.access_method:
         changes.append(Change("access_method", (partition.access_method or "", parent.access_method)))
+    if not partition.alterable and any(c.fixable for c in changes):
+        fixes = ", ".join(sorted({c.attribute for c in changes if c.fixable}))
+        changes = [c for c in changes if not c.fixable] + [Change("unowned", (partition.owner, fixes))]
     return changes
 
 
@@ -231,66 +270,74 @@ def wanted(spec) -> Wanted:
     return Wanted(spec.tablespace, spec.storage_parameters, spec.unlogged)
 
 
-def making(parent: Shape, wanted: Wanted, creator: str) -> Making:
-    """creator: the role that runs CREATE TABLE, whose new table starts with the parent's owner's default
-    privileges once its owner is changed (the server's acldefault, read with the parent)."""
-    fresh = Shape(owner=creator, grants=parent.default_grants)
-    after = [c for c in differences(parent, fresh, Wanted(tablespace=parent.tablespace, unlogged=parent.unlogged))
-             if c.fixable and c.verb != "replica"]
+def making(parent: Shape, wanted: Wanted, creator: str, starting: frozenset[Grant]) -> Making:
+    """creator: the role that runs CREATE TABLE; starting: the privileges a table it creates in the schema starts with
+    (its defaults, with its ALTER DEFAULT PRIVILEGES), its own under OWNER."""
+    fresh = Shape(owner=creator, grants=starting, tablespace=parent.wanted_tablespace, unlogged=parent.unlogged)
+    after = [c for c in differences(parent, fresh, Wanted(unlogged=parent.unlogged)) if c.fixable and c.verb != "replica"]
     if parent.replica_identity in ("n", "f"):
         after.append(Change("replica", (parent.replica_identity, "", "d")))
     return Making(
         unlogged=parent.unlogged if wanted.unlogged is None else wanted.unlogged,
         access_method=parent.access_method,
         options=wanted.options,
-        tablespace=wanted.tablespace or parent.tablespace,
+        tablespace=parent.wanted_tablespace,
         after=tuple(after),
         identity_index=parent.identity_index if parent.replica_identity == "i" else None,
     )
 
 
-# A relation's shape, normalised: privileges without their grantor (who granted is not what a partition must
-# share), the owner's own entries under OWNER, PUBLIC as NULL; a NULL relacl is the owner's defaults.
-_GRANTS = """(SELECT coalesce(json_agg(json_build_array('', CASE WHEN a.grantee = 0 THEN NULL WHEN a.grantee = {r}.relowner
-                      THEN '' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable)
-                      ORDER BY a.grantee = {r}.relowner, a.grantee, a.privilege_type, a.is_grantable), '[]')
+def _grantee(r: str) -> str:
+    return f"CASE WHEN a.grantee = 0 THEN NULL WHEN a.grantee = {r}.relowner THEN '' ELSE pg_get_userbyid(a.grantee) END"
+
+
+# A relation's privileges: the owner's own entries under OWNER (''), PUBLIC as NULL, a NULL relacl as the owner's
+# defaults, whether the owner granted each, in the ACL's order (new partitions get the parent's in its order, so their
+# relacl comes out equal to the parent's and the cheap test below holds). _CANON: the same set, for comparing.
+_GRANTS = """(SELECT coalesce(json_agg(json_build_array('', {grantee}, a.privilege_type, a.is_grantable,
+                                                  a.grantor = {r}.relowner) ORDER BY a.n), '[]')
+         FROM aclexplode(coalesce({r}.relacl, acldefault('r', {r}.relowner))) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n))"""
+_CANON = """(SELECT array_agg(DISTINCT concat_ws(' ', {grantee}, a.privilege_type, a.is_grantable))
          FROM aclexplode(coalesce({r}.relacl, acldefault('r', {r}.relowner))) a)"""
-_COLUMN_GRANTS = """(SELECT coalesce(json_agg(json_build_array(at.attname, CASE WHEN a.grantee = 0 THEN NULL
-                      WHEN a.grantee = {r}.relowner THEN '' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,
-                      a.is_grantable)), '[]')
+_COLUMN_GRANTS = """(SELECT coalesce(json_agg(json_build_array(at.attname, {grantee}, a.privilege_type, a.is_grantable,
+                                                  a.grantor = {r}.relowner)), '[]')
          FROM pg_attribute at, aclexplode(at.attacl) a
-        WHERE at.attrelid = {r}.oid AND at.attacl IS NOT NULL AND NOT at.attisdropped)"""
-_COLUMN_ACL = """(SELECT array_agg(at.attname || ' ' || at.attacl::text ORDER BY at.attname) FROM pg_attribute at
         WHERE at.attrelid = {r}.oid AND at.attacl IS NOT NULL AND NOT at.attisdropped)"""
 _OPTIONS = """coalesce({r}.reloptions, '{{}}') || coalesce((SELECT array_agg('toast.' || o) FROM pg_class t, unnest(t.reloptions) o
                                                    WHERE t.oid = {r}.reltoastrelid), '{{}}')"""
 _IDENTITY_INDEX = "(SELECT x.indexrelid FROM pg_index x WHERE x.indrelid = {r}.oid AND x.indisreplident)"
+# A tablespace as a relation records it: 0 for the database's default, whatever its name.
+_SPACE = "(SELECT CASE WHEN {oid} = d.dattablespace THEN 0 ELSE {oid} END FROM pg_database d WHERE d.datname = current_database())"
 
 
 def _columns(r: str, parent: str) -> str:
-    return f""", pg_get_userbyid({r}.relowner), {_GRANTS.format(r=r)}, {_COLUMN_GRANTS.format(r=r)},
-       (SELECT s.spcname FROM pg_tablespace s WHERE s.oid = {r}.reltablespace), {_OPTIONS.format(r=r)},
-       {r}.relreplident,
+    grantee = _grantee(r)
+    return f""", pg_get_userbyid({r}.relowner), {_GRANTS.format(r=r, grantee=grantee)},
+       {_COLUMN_GRANTS.format(r=r, grantee=grantee)},
+       (SELECT s.spcname FROM pg_tablespace s WHERE s.oid = nullif({_SPACE.format(oid=r + '.reltablespace')}, 0)),
+       {_OPTIONS.format(r=r)}, {r}.relreplident,
        CASE WHEN {r}.oid = {parent}.oid THEN {_IDENTITY_INDEX.format(r=r)}
             ELSE (SELECT ii.inhparent FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
                    WHERE x.indrelid = {r}.oid AND x.indisreplident) END,
        (SELECT ic.relname FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
           JOIN pg_class ic ON ic.oid = x.indexrelid
          WHERE x.indrelid = {r}.oid AND ii.inhparent = {_IDENTITY_INDEX.format(r=parent)}),
-       {r}.relpersistence = 'u', (SELECT am.amname FROM pg_am am WHERE am.oid = {r}.relam),
-       (SELECT coalesce(json_agg(json_build_array('', '', a.privilege_type, a.is_grantable)), '[]')
-          FROM aclexplode(acldefault('r', {r}.relowner)) a), {r}.relrowsecurity"""
+       {r}.relpersistence = 'u', (SELECT am.amname FROM pg_am am WHERE am.oid = {r}.relam), {r}.relrowsecurity,
+       {r}.reltoastrelid <> 0, pg_has_role({r}.relowner, 'USAGE')"""
 
 
 # The parents, and only the partitions that may differ: cheap tests of the raw catalog values first (a partition
-# partman made has the very relacl of its parent), the normalised comparison only where one fails. Column
-# privileges come from one pass over pg_attribute (attacl is rarely set), not a lookup per partition: 300 tables
-# of 100 partitions cost 0.05 s instead of 0.23 s (bench/plan_scale.py).
+# partman made has the very relacl of its parent), the normalised comparison only where one fails, against the
+# parent's computed once. Column privileges come from one pass over pg_attribute (attacl is rarely set), not a
+# lookup per partition. 300 tables of 100 partitions: 0.10 s (bench/plan_scale.py).
 _SHAPES = f"""
 WITH want AS (
-  SELECT w.parent, w.options, p.relowner, p.relacl, p.relreplident, p.relam,
-         coalesce((SELECT s.oid FROM pg_tablespace s WHERE s.spcname = w.tablespace), p.reltablespace) AS space,
-         coalesce(w.unlogged, p.relpersistence = 'u') AS unlogged, {_IDENTITY_INDEX.format(r='p')} AS ident
+  SELECT w.parent, w.options, p.relowner, p.relacl, p.relreplident, p.relam, p.relrowsecurity,
+         CASE WHEN w.tablespace IS NULL THEN {_SPACE.format(oid='p.reltablespace')}
+              ELSE (SELECT {_SPACE.format(oid='s.oid')} FROM pg_tablespace s WHERE s.spcname = w.tablespace) END AS space,
+         w.tablespace IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_tablespace s WHERE s.spcname = w.tablespace) AS no_space,
+         coalesce(w.unlogged, p.relpersistence = 'u') AS unlogged, {_IDENTITY_INDEX.format(r='p')} AS ident,
+         {_CANON.format(r='p', grantee=_grantee('p'))} AS canon
     FROM unnest(%(parents)s::oid[], %(tablespaces)s::text[], %(unlogged)s::bool[], %(options)s::text[])
          AS w(parent, tablespace, unlogged, options)
     JOIN pg_class p ON p.oid = w.parent
@@ -302,10 +349,14 @@ WITH want AS (
           OR at.attrelid IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = ANY(%(parents)s::oid[])))
    GROUP BY 1
 )
-SELECT w.parent, p.oid{_columns('p', 'p')}
+SELECT w.parent, p.oid{_columns('p', 'p')},
+       (SELECT s.spcname FROM pg_tablespace s WHERE s.oid = nullif(w.space, 0)),
+       CASE WHEN w.no_space THEN 'does not exist'
+            WHEN w.space <> 0 AND NOT has_tablespace_privilege(w.space, 'CREATE')
+            THEN 'the connected role has no CREATE privilege on it' END
   FROM want w JOIN pg_class p ON p.oid = w.parent
 UNION ALL
-SELECT w.parent, c.oid{_columns('c', 'p')}
+SELECT w.parent, c.oid{_columns('c', 'p')}, NULL, NULL
   FROM want w
   JOIN pg_class p ON p.oid = w.parent
   JOIN pg_inherits i ON i.inhparent = w.parent AND NOT i.inhdetachpending
@@ -313,12 +364,14 @@ SELECT w.parent, c.oid{_columns('c', 'p')}
   LEFT JOIN column_acl ca ON ca.attrelid = c.oid
   LEFT JOIN column_acl pa ON pa.attrelid = w.parent
  WHERE c.relowner <> w.relowner
-    OR (c.relacl IS DISTINCT FROM w.relacl AND {_GRANTS.format(r='c')}::text IS DISTINCT FROM {_GRANTS.format(r='p')}::text)
+    OR (c.relacl IS DISTINCT FROM w.relacl
+        AND (w.relrowsecurity OR {_CANON.format(r='c', grantee=_grantee('c'))} IS DISTINCT FROM w.canon))
     OR ca.acl IS DISTINCT FROM pa.acl
-    OR c.reltablespace <> w.space
+    OR c.reltablespace <> coalesce(w.space, -1)
     OR (c.relpersistence = 'u') <> w.unlogged
     OR CASE WHEN w.options IS NULL THEN false
-            ELSE NOT string_to_array(w.options, ',') <@ ({_OPTIONS.format(r='c')}) END
+            ELSE NOT ARRAY(SELECT o FROM unnest(string_to_array(w.options, ',')) o
+                            WHERE c.reltoastrelid <> 0 OR NOT starts_with(o, 'toast.')) <@ ({_OPTIONS.format(r='c')}) END
     OR c.relreplident <> w.relreplident
     OR (w.relreplident = 'i' AND NOT EXISTS (
           SELECT 1 FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
@@ -328,17 +381,19 @@ SELECT w.parent, c.oid{_columns('c', 'p')}
 
 
 def _shape(row: tuple) -> Shape:
-    owner, grants, column_grants, tablespace, options, ident, ident_index, matching, unlogged, am, defaults, rls = row
-
-    def as_grants(items) -> frozenset[Grant]:
-        return frozenset(Grant(c, g, p, bool(o)) for c, g, p, o in items)
-
+    (owner, grants, column_grants, tablespace, options, ident, ident_index, matching, unlogged, am, rls, toast,
+     alterable, wanted_space, space_problem) = row
     return Shape(
-        owner=owner, grants=as_grants(grants) | as_grants(column_grants), tablespace=tablespace,
+        owner=owner, grants=as_grants(grants) | as_grants(column_grants, first=len(grants)), tablespace=tablespace,
         options=tuple(sorted(tuple(o.split("=", 1)) for o in options if "=" in o)),
         replica_identity=ident, identity_index=ident_index, matching_index=matching, unlogged=bool(unlogged),
-        access_method=am, default_grants=as_grants(defaults), row_security=bool(rls),
+        access_method=am, row_security=bool(rls), has_toast=bool(toast), alterable=bool(alterable),
+        wanted_tablespace=wanted_space, tablespace_problem=space_problem,
     )
+
+
+def as_grants(items, first: int = 0) -> frozenset[Grant]:
+    return merged(Grant(c, g, p, bool(o), bool(by), n) for n, (c, g, p, o, by) in enumerate(items, first))
 
 
 @dataclass(frozen=True)
@@ -369,10 +424,28 @@ def read(cur: Cursor, wanted: Iterable[tuple[int, Wanted]]) -> Shapes:
     return shapes
 
 
-def parent_shape(conn: Connection, parent: TableRef) -> Optional[Shape]:
+def parent_shape(conn: Connection, spec) -> Optional[Shape]:
     """The parent's shape as it is now (apply, under the table's lock, right before it creates partitions)."""
+    parent = spec.table
     oid = conn.execute("SELECT to_regclass(%s)::oid", (sql.Identifier(parent.schema, parent.name).as_string(conn),)).fetchone()[0]
-    return read(conn.cursor(), [(oid, Wanted())]).parents.get(oid)
+    return read(conn.cursor(), [(oid, wanted(spec))]).parents.get(oid)
+
+
+# What a table the connected role creates in a schema starts with: its default privileges (ALTER DEFAULT PRIVILEGES
+# FOR ROLE it, globally: instead of the built-in ones; IN SCHEMA: added to them), its own entries under OWNER.
+_STARTING = """
+SELECT u.rolname, coalesce(json_agg(json_build_array('', CASE WHEN a.grantee = 0 THEN NULL WHEN a.grantee = u.oid THEN ''
+                                                ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable,
+                                                true) ORDER BY a.n), '[]')
+  FROM pg_roles u,
+       LATERAL aclexplode(coalesce((SELECT d.defaclacl FROM pg_default_acl d WHERE d.defaclrole = u.oid
+                                       AND d.defaclnamespace = 0 AND d.defaclobjtype = 'r'), acldefault('r', u.oid))
+                          || coalesce((SELECT d.defaclacl FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
+                                        WHERE d.defaclrole = u.oid AND n.nspname = %s AND d.defaclobjtype = 'r'), '{}'))
+               WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
+ WHERE u.rolname = current_user
+ GROUP BY u.rolname
+"""
 
 
 def identity_index_of(conn: Connection, partition: TableRef, parent_index: int) -> Optional[str]:
@@ -388,10 +461,14 @@ def identity_index_of(conn: Connection, partition: TableRef, parent_index: int) 
 
 def making_for(conn: Connection, spec, new_parent: bool) -> Making:
     """How apply makes this table's new partitions, from the parent as it is under the table's lock (a parent this
-    apply creates has only the spec's additions)."""
-    creator = conn.execute("SELECT current_user").fetchone()[0]
-    parent = None if new_parent else parent_shape(conn, spec.table)
-    return making(parent or Shape(owner=creator), wanted(spec), creator)
+    apply creates has only the spec's additions, and whatever the creator's default privileges give it)."""
+    creator, starting = conn.execute(_STARTING, (spec.table.schema,)).fetchone()
+    starting = as_grants(starting)
+    parent = None if new_parent else parent_shape(conn, spec)
+    if parent is None:
+        space = wanted(spec).tablespace
+        parent = Shape(owner=creator, grants=starting, wanted_tablespace=space if space != "pg_default" else None)
+    return making(parent, wanted(spec), creator, starting)
 
 
 def after_attach(conn: Connection, partition: TableRef, made: Optional[Making]) -> None:

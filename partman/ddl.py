@@ -45,7 +45,7 @@ def create_partition(parent: TableRef, partition: TableRef, bounds: Bounds, made
     from .conformance import Making, option_name
     from .spec import parameter_text
 
-    made = made or Making()
+    made_given, made = made is not None, made or Making()
     clauses = []
     if made.access_method:
         clauses.append(sql.SQL(" USING {}").format(sql.Identifier(made.access_method)))
@@ -55,7 +55,10 @@ def create_partition(parent: TableRef, partition: TableRef, bounds: Bounds, made
     if made.tablespace:
         clauses.append(sql.SQL(" TABLESPACE {}").format(sql.Identifier(made.tablespace)))
     head = sql.SQL("CREATE UNLOGGED TABLE" if made.unlogged else "CREATE TABLE")
+    # The database's default tablespace unless one is named: a default_tablespace setting would put it elsewhere.
+    local = [sql.SQL("SET LOCAL default_tablespace = ''")] if made_given and not made.tablespace else []
     return [
+        *local,
         sql.SQL("{} {} (LIKE {} {}){}").format(head, ident(partition), ident(parent), _LIKE_OPTIONS, sql.SQL("").join(clauses)),
         *(change.statement(partition) for change in made.after),
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(ident(parent), ident(partition), for_values(bounds)),

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Optional
 
-from .conformance import REWRITE
+from .conformance import UNFIXED
 from .references import REFERENCED
 from .intervals import Span
 from .model import Bounds, KeyType, KeyValue, iso
@@ -160,7 +160,7 @@ def _table(
             for c in a.changes:
                 findings.append(Finding(Kind.CONFORMANCE, f"{c.attribute}: {c.text()}; apply conforms it", str(a.partition)))
     for n in tp.warnings:
-        if n.code == REWRITE:
+        if n.code == UNFIXED:
             findings.append(Finding(Kind.CONFORMANCE, f"{n.why} ({n.code})", str(n.partition)))
     stale = statistics.stale(spec, state, now) if state.strategy == "range" else None
     if stale:

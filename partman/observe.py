@@ -66,7 +66,7 @@ def _count_references(conn: Connection, snap: Snapshot, the_plan: Plan, ladder: 
         for ref in snap.tables[t.table].references if t.table in snap.tables else ():
             for a in t.actions:
                 if a.kind is ActionKind.DETACH and a.reason is Reason.RETENTION:
-                    questions[(t.table, a.partition, ref.constraint)] = (
+                    questions[(t.table, a.partition, ref.table, ref.constraint)] = (
                         ref.table_oid, references.capped_count(ref, a.bounds, catalog.ROW_COUNT_CAP + 1))
     if not questions:
         return the_plan

@@ -164,7 +164,7 @@ def _plan_table(
     _conform(t)
     if any(a.kind is ActionKind.ADOPT for a in t.actions):
         _adoption_notes(t, window(grid, now, spec.premake).start)
-    missing = _missing(spec, state)
+    missing = _missing(spec, state) or _shape_problem(spec, state)
     if missing:
         return TablePlan(key_type=key_type, errors=(missing,), **base)
     wanted_config = desired_config(spec)
@@ -375,17 +375,18 @@ def with_references(plan: Plan, refs: dict, counts: dict, locked: frozenset, *, 
             if unindexed(ref):
                 warnings.append(Note(UNINDEXED, ref.table, Bounds(None, None), unindexed(ref)))
             for a in retiring:
-                key = (t.table, a.partition, ref.constraint)
+                key = (t.table, a.partition, ref.table, ref.constraint)
                 if key in locked:
                     kept.add(a.partition)
                     notes.append(Note(BUSY, a.partition, a.bounds, f"{ref.table} stayed locked: its references into"
                                       " this partition were not checked; kept for now (plan again later)"))
-                elif counts.get(key) and t.table in cascading:
+                elif counts.get(key) and t.table in cascading and counts[key] <= cap:
                     deletes.setdefault(a.partition, []).append(
                         Cascade(ref.table, ref.constraint, min(counts[key], cap), counts[key] > cap))
-                elif counts.get(key):
+                elif counts.get(key):  # block; or a cascade past the cap, which a reviewer could not have counted
                     kept.add(a.partition)
-                    notes.append(Note(REFERENCED, a.partition, a.bounds, reason(ref, min(counts[key], cap), counts[key] > cap)))
+                    notes.append(Note(REFERENCED, a.partition, a.bounds, reason(ref, min(counts[key], cap), counts[key] > cap,
+                                                                              cascading=t.table in cascading)))
         if not kept and not deletes and len(warnings) == len(t.warnings):
             tables.append(t)
             continue
@@ -570,13 +571,22 @@ _NEEDS_OWNER = (ActionKind.CREATE, ActionKind.DETACH, ActionKind.DROP, ActionKin
                 ActionKind.CONFORM)
 
 
+def _shape_problem(spec: TableSpec, state: TableState) -> Optional[str]:
+    """What the spec asks of new partitions that the server cannot give: a tablespace that is not there or not open to
+    the connected role."""
+    shape = state.shape
+    if shape is not None and shape.tablespace_problem:
+        return f"{spec.source}: tablespace {spec.tablespace!r} {shape.tablespace_problem}; no partition could be created"
+    return None
+
+
 def _conform(t: _Table) -> None:
     """Each partition partman manages that differs from its parent (conformance.py): a CONFORM action with what
     fixes it in place, and a PM215 warning for what only a rewrite would (never done)."""
-    from .conformance import REWRITE, differences, wanted
+    from .conformance import UNFIXED, differences, wanted
 
     parent = t.state.shape
-    if parent is None or not t.state.drifted:
+    if parent is None or not t.state.drifted or not t.spec.conform:
         return
     leaving = {a.partition for a in t.actions}
     space = t.grid.space
@@ -590,7 +600,7 @@ def _conform(t: _Table) -> None:
             t.actions.append(Action(ActionKind.CONFORM, p.ref, p.bounds, Reason.CONFORMANCE, oid=p.oid, changes=fixable))
         for c in changes:
             if not c.fixable:
-                t.warnings.append(Note(REWRITE, p.ref, p.bounds, c.text()))
+                t.warnings.append(Note(UNFIXED, p.ref, p.bounds, c.text()))
 
 
 def _unprivileged(spec: TableSpec, state: TableState, actions: list[Action]) -> Optional[str]:

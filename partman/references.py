@@ -25,6 +25,7 @@ class Reference:
     column: str  # its column that references the partition key
     indexed: bool  # an index of the referencing table leads with that column: the check reads no more than it needs
     table_oid: int = 0
+    columns: tuple[str, ...] = ()  # every referencing column: a row with any of them NULL references nothing (MATCH SIMPLE)
 
 
 # Only top-level constraints (conparentid = 0): a foreign key into a partitioned table is cloned onto each of its
@@ -32,7 +33,9 @@ class Reference:
 # partition key (a foreign key into a partitioned table references a unique key, which includes the key).
 _REFERENCES = """
 SELECT co.confrelid, co.conname, n.nspname, r.relname, a.attname,
-       EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = co.conrelid AND x.indkey[0] = co.conkey[k.i]), co.conrelid
+       EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = co.conrelid AND x.indkey[0] = co.conkey[k.i]), co.conrelid,
+       (SELECT array_agg(ca.attname ORDER BY ca.attnum) FROM pg_attribute ca
+         WHERE ca.attrelid = co.conrelid AND ca.attnum = ANY(co.conkey))
   FROM pg_constraint co
   JOIN pg_partitioned_table pt ON pt.partrelid = co.confrelid
   JOIN LATERAL generate_subscripts(co.confkey, 1) AS k(i) ON co.confkey[k.i] = pt.partattrs[0]
@@ -50,8 +53,9 @@ def read(cur: Cursor, parents: Iterable[int]) -> dict[int, tuple[Reference, ...]
     oids = [o for o in parents if o is not None]
     if not oids:
         return {}
-    for oid, name, schema, table, column, indexed, table_oid in cur.execute(_REFERENCES, (oids,)).fetchall():
-        found.setdefault(oid, []).append(Reference(name, TableRef(schema, table), column, bool(indexed), table_oid))
+    for oid, name, schema, table, column, indexed, table_oid, columns in cur.execute(_REFERENCES, (oids,)).fetchall():
+        found.setdefault(oid, []).append(Reference(name, TableRef(schema, table), column, bool(indexed), table_oid,
+                                                   tuple(columns or (column,))))
     return {k: tuple(v) for k, v in found.items()}
 
 
@@ -62,7 +66,7 @@ def in_range(ref: Reference, bounds: Bounds) -> sql.Composable:
 
 def _where(ref: Reference, bounds: Bounds) -> sql.Composable:
     column = sql.Identifier(ref.column)
-    conditions = [sql.SQL("{} IS NOT NULL").format(column)]
+    conditions = [sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in ref.columns or (ref.column,)]
     if bounds.start is not None:
         conditions.append(sql.SQL("{} >= {}").format(column, sql.Literal(bounds.start)))
     if bounds.end is not None:
@@ -82,9 +86,9 @@ def check(conn: Connection, parent: TableRef, actions: list) -> None:
     oid = conn.execute("SELECT to_regclass(%s)::oid", (sql.Identifier(parent.schema, parent.name).as_string(conn),)).fetchone()[0]
     refs = read(conn.cursor(), [oid]).get(oid, ())
     for action in actions:
-        shown = {c.constraint: c for c in action.cascade}
+        shown = {(c.table, c.constraint): c for c in action.cascade}
         for ref in refs:
-            allowed = shown.get(ref.constraint)
+            allowed = shown.get((ref.table, ref.constraint))
             if allowed is not None:
                 _cascade(conn, ref, action, allowed)
             elif conn.execute(sql.SQL("SELECT EXISTS ({})").format(in_range(ref, action.bounds))).fetchone()[0]:
@@ -95,16 +99,17 @@ def check(conn: Connection, parent: TableRef, actions: list) -> None:
 def _cascade(conn: Connection, ref: Reference, action, allowed) -> None:
     deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(
         sql.Identifier(ref.table.schema, ref.table.name), _where(ref, action.bounds))).rowcount
-    if deleted > allowed.rows and not allowed.capped:
+    if deleted > allowed.rows:
         raise Blocked(f"{action.partition}: {deleted:,} rows of {ref.table} ({ref.constraint}) reference it now, more than"
                       f" the {allowed.rows:,} the plan showed; none deleted and nothing of its retention changed:"
                       " run plan again")
 
 
-def reason(ref: Reference, rows: int, capped: bool) -> str:
+def reason(ref: Reference, rows: int, capped: bool, *, cascading: bool = False) -> str:
     counted = f"≥ {rows:,}" if capped else f"{rows:,}"
-    return (f"referenced by {counted} row{'s' if rows != 1 or capped else ''} of {ref.table} ({ref.constraint});"
-            " kept until they go (on_reference: block)")
+    why = ("; too many for on_reference: cascade to delete with the partition: delete them yourself" if cascading
+           else "; kept until they go (on_reference: block)")
+    return f"referenced by {counted} row{'s' if rows != 1 or capped else ''} of {ref.table} ({ref.constraint}){why}"
 
 
 def unindexed(ref: Reference) -> Optional[str]:

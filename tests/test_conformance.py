@@ -190,7 +190,7 @@ def test_a_partition_in_another_tablespace_is_reported_and_never_moved(capsys, w
     conn.execute(f"ALTER TABLE bookings_2027_03 SET TABLESPACE {tablespace}")
     plan = cli(capsys, db_url, "plan", "--detailed-exitcode")
     assert plan.code == 0, "a rewrite is not a change apply makes"
-    assert f"PM215 tablespace {tablespace}, the parent's partitions want pg_default" in plan.out
+    assert f"PM215 tablespace {tablespace}, the parent's partitions want the default" in plan.out
     drift = cli(capsys, db_url, "drift")
     assert drift.code == 2 and f"conformance public.bookings_2027_03: tablespace {tablespace}" in drift.out
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0

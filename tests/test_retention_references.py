@@ -126,3 +126,28 @@ def test_drift_reports_an_expired_partition_kept_for_its_references(capsys, work
     found = [f for t in doc["tables"] for f in t["findings"] if f["kind"] == "expired"]
     assert [f["partition"] for f in found] == ["public.bookings_2026_01"]
     assert "referenced by 1 row of public.orders" in found[0]["detail"] and "PM102" in found[0]["detail"]
+
+
+def test_cascade_tells_apart_two_tables_whose_foreign_keys_share_a_name_and_spares_rows_with_a_null_key(
+        capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", spec_data(premake="2 months"))
+    assert cli(capsys, db_url, "apply", MADE, "--auto-approve").code == 0
+    conn.execute("INSERT INTO bookings (start_time, note) VALUES ('2026-01-10Z', 'jan'), ('2026-01-11Z', 'jan')")
+    for table in ("orders", "invoices"):
+        conn.execute(f"CREATE TABLE {table} (id int, booking_id bigint, booking_at timestamptz, CONSTRAINT booking_fk"
+                     " FOREIGN KEY (booking_id, booking_at) REFERENCES bookings (id, start_time))")
+    conn.execute("INSERT INTO orders SELECT 1, id, start_time FROM bookings")
+    conn.execute("INSERT INTO orders VALUES (2, NULL, '2026-01-12Z')")  # a NULL in the key: references nothing
+    write_spec(workdir / "specs", spec_data(premake="2 months", retention="3 months", retention_grace="0 days",
+                                            on_reference="cascade"))
+    assert cli(capsys, db_url, "plan", LATER, "--out", "plan.json").code == 0
+    shown = cli(capsys, db_url, "plan", LATER).out
+    assert "deletes 2 rows of public.orders (booking_fk))" in shown and "rows of public.invoices" not in shown
+    conn.execute("INSERT INTO invoices SELECT 1, id, start_time FROM bookings LIMIT 1")
+    result = run_cli(capsys, "apply", "plan.json", "--database-url", db_url)
+    assert result.code == 3, result.err
+    assert "referenced by rows of public.invoices (booking_fk)" in result.err
+    assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 3, "nothing deleted"
+    conn.execute("DELETE FROM invoices")
+    assert cli(capsys, db_url, "apply", LATER, "--auto-approve").code == 0
+    assert conn.execute("SELECT id FROM orders").fetchall() == [(2,)]
