@@ -210,13 +210,14 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, made, first=False)
     for partition in filled:
         moves.analyze(conn, partition, ladder)
-    for action in sorted([a for a in todo.actions if a.kind is ActionKind.CONFORM], key=_order):
-        if with_retries(conn, ladder, f"{action.partition}: conform", lambda: conformance.conform(conn, action)):
-            done.append(action)
     if converting and not todo.converting:  # proving foreign keys an earlier swap re-pointed: after the rest,
         _convert(conn, todo, spec, ctx, ladder, space, converting[0], done)  # so a failure there costs nothing else
     if todo.analyze:
         done.not_analyzed = statistics.analyze(conn, spec.table, ladder)
+    # Last: a partition whose conform fails costs the table nothing else of this run.
+    for action in sorted([a for a in todo.actions if a.kind is ActionKind.CONFORM], key=_order):
+        if with_retries(conn, ladder, f"{action.partition}: conform", lambda: conformance.conform(conn, action)):
+            done.append(action)
 
 
 def _convert(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Context, ladder: Ladder, space: KeySpace,

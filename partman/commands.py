@@ -177,7 +177,7 @@ def summary(outcomes: list) -> str:
     from .apply import Status
 
     done = {kind: sum(a.kind.value == kind for o in outcomes for a in o.actions)
-            for kind in ("create", "detach", "drop", "reattach", "adopt", "convert")}
+            for kind in ("create", "detach", "drop", "reattach", "adopt", "convert", "conform")}
     changed = sum(1 for o in outcomes if o.actions)
     failed = sum(1 for o in outcomes if o.status not in (Status.APPLIED, Status.UNCHANGED))
     counts = f"{done['create']} created, {done['detach']} detached, {done['drop']} dropped"
@@ -187,6 +187,8 @@ def summary(outcomes: list) -> str:
         counts += f", {done['adopt']} adopted"
     if done["convert"]:
         counts += f", {done['convert']} converted"
+    if done["conform"]:
+        counts += f", {done['conform']} conformed"
     where = f"in {plural(changed, 'table')}"
     if failed:
         return f"Apply incomplete: {counts} {where}; {plural(failed, 'table')} failed (see above)."

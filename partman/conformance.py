@@ -366,6 +366,7 @@ SELECT w.parent, c.oid{_columns('c', 'p')}, NULL, NULL
  WHERE c.relowner <> w.relowner
     OR (c.relacl IS DISTINCT FROM w.relacl
         AND (w.relrowsecurity OR {_CANON.format(r='c', grantee=_grantee('c'))} IS DISTINCT FROM w.canon))
+    OR (w.relrowsecurity AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner))
     OR ca.acl IS DISTINCT FROM pa.acl
     OR c.reltablespace <> coalesce(w.space, -1)
     OR (c.relpersistence = 'u') <> w.unlogged

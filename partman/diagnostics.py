@@ -53,10 +53,11 @@ _ALL = [
     Diagnostic("PM214", "foreign key without an index",
                "checking the referencing table for rows that point into a retiring partition reads all of it; an index"
                " leading with the referencing key column makes the check cheap"),
-    Diagnostic("PM215", "partition would need a rewrite to match",
-               "its tablespace, persistence (UNLOGGED) or access method differs from what the parent's partitions get;"
-               " partman never rewrites a partition: ALTER TABLE … SET TABLESPACE / SET LOGGED / SET ACCESS METHOD it"
-               " yourself in a quiet hour (it takes ACCESS EXCLUSIVE and copies the table), or leave it"),
+    Diagnostic("PM215", "difference apply does not fix",
+               "a partition differs from what its parent's partitions get where partman does not act: a tablespace,"
+               " persistence (UNLOGGED) or access method (changing them rewrites the table under ACCESS EXCLUSIVE: do it"
+               " yourself in a quiet hour), a privilege another role granted (only that role can revoke it), or a"
+               " partition whose owner the connected role cannot act for"),
     Diagnostic("PM301", "blocked by the future-data check",
                "a partition about to be dropped holds rows now: nothing of that table changed; check the rows and retention"),
     Diagnostic("PM302", "stale plan", "the database changed since the plan was made: run plan again and review it"),

@@ -40,16 +40,24 @@ SPAN_KEYS = ("premake", "retention", "retention_grace")
 _OPTIONAL_FLAGS = ("adopt", "convert", "retention_keep_table")
 DEFAULT_ANALYZE = "after_changes"
 _DEFAULTS = {"tablespace": None, "storage_parameters": (), "unlogged": None, "conform": True, "on_reference": "block"}
-# Storage parameters of a table (and, prefixed toast., of its TOAST table) a spec may give its partitions;
-# the server checks the values (and refuses one its version does not know).
-STORAGE_PARAMETERS = frozenset("""fillfactor toast_tuple_target parallel_workers autovacuum_enabled
-    autovacuum_vacuum_threshold autovacuum_vacuum_max_threshold autovacuum_vacuum_scale_factor
-    autovacuum_vacuum_insert_threshold autovacuum_vacuum_insert_scale_factor autovacuum_analyze_threshold
-    autovacuum_analyze_scale_factor autovacuum_vacuum_cost_delay autovacuum_vacuum_cost_limit
-    autovacuum_freeze_min_age autovacuum_freeze_max_age autovacuum_freeze_table_age
-    autovacuum_multixact_freeze_min_age autovacuum_multixact_freeze_max_age autovacuum_multixact_freeze_table_age
-    log_autovacuum_min_duration user_catalog_table vacuum_index_cleanup vacuum_truncate
-    vacuum_max_eager_freeze_failure_rate""".split())
+# Storage parameters of a table (and, prefixed toast., of its TOAST table) a spec may give its partitions, with the
+# values the server takes: (low, high) for numbers (an int where both are ints), "bool", or the words allowed.
+# The last two in the list are PostgreSQL 18's; an older server refuses them at apply.
+_BIG = 2**31 - 1
+STORAGE_PARAMETERS: dict[str, Any] = {
+    "fillfactor": (10, 100), "toast_tuple_target": (128, 8160), "parallel_workers": (0, 1024),
+    "autovacuum_enabled": "bool", "autovacuum_vacuum_threshold": (0, _BIG), "autovacuum_vacuum_scale_factor": (0.0, 100.0),
+    "autovacuum_vacuum_insert_threshold": (-1, _BIG), "autovacuum_vacuum_insert_scale_factor": (0.0, 100.0),
+    "autovacuum_analyze_threshold": (0, _BIG), "autovacuum_analyze_scale_factor": (0.0, 100.0),
+    "autovacuum_vacuum_cost_delay": (-1.0, 100.0), "autovacuum_vacuum_cost_limit": (-1, 10000),
+    "autovacuum_freeze_min_age": (0, 1_000_000_000), "autovacuum_freeze_max_age": (100_000, 2_000_000_000),
+    "autovacuum_freeze_table_age": (0, 2_000_000_000), "autovacuum_multixact_freeze_min_age": (0, 1_000_000_000),
+    "autovacuum_multixact_freeze_max_age": (10_000, 2_000_000_000),
+    "autovacuum_multixact_freeze_table_age": (0, 2_000_000_000), "log_autovacuum_min_duration": (-1, _BIG),
+    "user_catalog_table": "bool", "vacuum_index_cleanup": ("auto", "on", "off", "true", "false"),
+    "vacuum_truncate": "bool",
+    "autovacuum_vacuum_max_threshold": (-1, _BIG), "vacuum_max_eager_freeze_failure_rate": (0.0, 1.0),
+}
 TOAST_PARAMETERS = frozenset(p for p in STORAGE_PARAMETERS if p.startswith(("autovacuum_", "vacuum_", "log_"))
                              and "analyze" not in p)
 
@@ -353,13 +361,32 @@ def _storage_problems(parameters: dict) -> Problems:
         if not known:
             import difflib  # only for a spec that needs the suggestion
 
-            close = difflib.get_close_matches(name, sorted(STORAGE_PARAMETERS | {f"toast.{p}" for p in TOAST_PARAMETERS}), 1)
+            close = difflib.get_close_matches(name, sorted(set(STORAGE_PARAMETERS) | {f"toast.{p}" for p in TOAST_PARAMETERS}), 1)
             yield (name,), f"{shown(name)} is not a storage parameter of a table{f' (did you mean {close[0]}?)' if close else ''}"
-        elif not _PARAMETER_VALUE.fullmatch(parameter_text(value)):
-            yield (name,), f"{shown(str(value))} is not a value a storage parameter takes"
+        else:
+            problem = _value_problem(STORAGE_PARAMETERS[tail if dot else name], value)
+            if problem:
+                yield (name,), problem
 
 
-_PARAMETER_VALUE = re.compile(r"[A-Za-z0-9_.+-]+")
+def _value_problem(kind: Any, value: Any) -> Optional[str]:
+    """Why the server would refuse this value for a parameter of this kind, or None."""
+    text = parameter_text(value)
+    if kind == "bool":
+        ok = isinstance(value, bool) or text.lower() in ("on", "off", "true", "false", "yes", "no", "1", "0")
+        return None if ok else f"{shown(text)} is not a boolean"
+    if isinstance(kind, tuple) and isinstance(kind[0], str):
+        return None if text.lower() in kind else f"{shown(text)} is not one of {', '.join(kind)}"
+    low, high = kind
+    whole = isinstance(low, int)
+    try:
+        number = int(text) if whole else float(text)
+    except ValueError:
+        return f"{shown(text)} is not {'a whole number' if whole else 'a number'}"
+    if isinstance(value, bool) or not low <= number <= high:
+        return f"{shown(text)} is outside {low} to {high}"
+    return None
+
 
 
 def parameter_text(value: Any) -> str:

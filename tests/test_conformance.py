@@ -247,3 +247,96 @@ def test_a_conform_behind_a_reader_of_the_partition_gives_up_after_the_budget_an
         reader.rollback()
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
     assert look(conn, "bookings_2027_03")["owner"] == owner
+
+
+def test_row_level_security_on_the_parent_revokes_what_partitions_were_granted_before(capsys, workdir, db_url, conn, roles):
+    _, reader, _ = roles
+    write_spec(workdir / "specs", spec_data(premake="2 months"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute(f'GRANT SELECT ON bookings TO "{reader}"')
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0  # conformed: the partitions have the grant
+    conn.execute("ALTER TABLE bookings ENABLE ROW LEVEL SECURITY")
+    plan = cli(capsys, db_url, "plan")
+    assert f"~ conform  public.bookings_2027_02  revoke SELECT from {reader}" in plan.out
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert all(f"{reader}:SELECT:false" not in look(conn, n)["grants"] for n, _ in partitions(conn, "bookings"))
+
+
+def test_the_creators_default_privileges_do_not_leave_new_partitions_to_conform(capsys, workdir, db_url, conn, roles):
+    _, reader, _ = roles
+    write_spec(workdir / "specs", spec_data(premake="1 month"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO "{reader}"')
+    try:
+        assert cli(capsys, db_url, "apply", "--auto-approve", now=LATER).code == 0
+        assert f"{reader}:SELECT:false" not in look(conn, "bookings_2027_06")["grants"]
+        assert cli(capsys, db_url, "plan", "--detailed-exitcode", now=LATER).code == 0
+    finally:
+        conn.execute(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM "{reader}"')
+
+
+def test_a_grant_passed_on_by_another_role_is_reported_not_revoked_forever(capsys, workdir, db_url, conn, roles):
+    _, reader, auditor = roles
+    write_spec(workdir / "specs", spec_data(premake="2 months"))
+    conn.execute(f'GRANT USAGE ON SCHEMA public TO "{reader}"')
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute(f'GRANT SELECT ON bookings, bookings_2027_03 TO "{reader}" WITH GRANT OPTION')
+    conn.execute(f'SET ROLE "{reader}"; GRANT SELECT ON bookings_2027_03 TO "{auditor}"; RESET ROLE')
+    plan = cli(capsys, db_url, "plan")
+    assert f"PM215 SELECT of {auditor} was granted by another role than the owner" in plan.out
+    assert "~ conform  public.bookings_2027_03" not in plan.out
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0, "converged: nothing planned again and again"
+
+
+def test_a_privilege_held_from_two_grantors_converges(capsys, workdir, db_url, conn, roles):
+    _, reader, auditor = roles
+    write_spec(workdir / "specs", spec_data(premake="2 months"))
+    conn.execute(f'GRANT USAGE ON SCHEMA public TO "{reader}"')
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute(f'GRANT SELECT ON bookings TO "{reader}" WITH GRANT OPTION')
+    conn.execute(f'GRANT SELECT ON bookings TO "{auditor}" WITH GRANT OPTION')
+    conn.execute(f'SET ROLE "{reader}"; GRANT SELECT ON bookings TO "{auditor}"; RESET ROLE')
+    for _ in range(2):
+        assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0
+    assert f"{auditor}:SELECT:true" in look(conn, "bookings_2027_03")["grants"]
+
+
+def test_a_partition_owned_by_a_role_partman_cannot_act_for_is_reported(capsys, workdir, db_url, conn, server, roles):
+    owner, reader, _ = roles
+    conn.execute(f'GRANT CREATE ON SCHEMA public TO "{owner}"; ALTER ROLE "{owner}" LOGIN')
+    conn.execute(f'CREATE TABLE bookings (id bigint, start_time timestamptz NOT NULL) PARTITION BY RANGE (start_time);'
+                 f' ALTER TABLE bookings OWNER TO "{owner}"')
+    write_spec(workdir / "specs", spec_data(premake="2 months"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute(f'ALTER TABLE bookings_2027_03 OWNER TO "{reader}"')
+    conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{owner}"')
+    as_owner = psycopg.conninfo.make_conninfo(db_url, user=owner)
+    plan = run_cli(capsys, "plan", "specs", "--env", "test", "--database-url", as_owner, "--now", NOW, "--detailed-exitcode")
+    assert plan.code == 0, plan.out
+    assert f"PM215 owned by {reader}, which the connected role is not a member of" in plan.out
+
+
+def test_a_tablespace_that_does_not_exist_is_a_plan_error_that_names_it(capsys, workdir, db_url):
+    write_spec(workdir / "specs", spec_data(premake="2 months"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    write_spec(workdir / "specs", spec_data(premake="2 months", tablespace="nosuch"))
+    plan = cli(capsys, db_url, "plan")
+    assert plan.code == 1 and "tablespace 'nosuch' does not exist" in plan.out
+
+
+def test_naming_the_default_tablespace_is_the_default(capsys, workdir, db_url):
+    write_spec(workdir / "specs", spec_data(premake="2 months", tablespace="pg_default"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert cli(capsys, db_url, "drift").code == 0
+    assert "PM215" not in cli(capsys, db_url, "plan").out
+
+
+def test_toast_parameters_on_a_table_without_a_toast_table_are_not_planned_again_and_again(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE bookings (id bigint, start_time timestamptz NOT NULL) PARTITION BY RANGE (start_time)")
+    write_spec(workdir / "specs", spec_data(premake="2 months", storage_parameters={"toast.autovacuum_enabled": False,
+                                                                                    "fillfactor": 90}))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0
+    assert look(conn, "bookings_2027_02")["options"] == ["fillfactor=90"]

@@ -551,3 +551,23 @@ def test_a_spec_directory_that_cannot_be_listed_is_an_error_not_empty(tmp_path, 
     with pytest.raises(SpecError) as error:
         spec_files([tmp_path / "specs"])
     assert "cannot read: Permission denied" in error.value.message
+
+
+def test_storage_parameters_are_checked_by_name_and_value_at_their_lines(tmp_path):
+    path = write_spec(tmp_path, spec_data(storage_parameters={"fillfactor": "seventy", "fillfactr": 70,
+                                                              "toast.autovacuum_enabled": False, "parallel_workers": 2000}))
+    with pytest.raises(SpecError) as err:
+        load_specs([path], "test")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3
+    assert "storage_parameters.fillfactor: 'seventy' is not a whole number" in lines[0]
+    assert "'fillfactr' is not a storage parameter of a table (did you mean fillfactor?)" in lines[1]
+    assert "storage_parameters.parallel_workers: '2000' is outside 0 to 1024" in lines[2]
+
+
+def test_valid_storage_parameters_reach_the_spec_as_the_server_reads_them(tmp_path):
+    path = write_spec(tmp_path, spec_data(storage_parameters={"fillfactor": 70, "toast.autovacuum_enabled": False,
+                                                              "autovacuum_vacuum_scale_factor": 0.02}))
+    spec = load_specs([path], "test")[0]
+    assert spec.storage_parameters == (("autovacuum_vacuum_scale_factor", "0.02"), ("fillfactor", "70"),
+                                       ("toast.autovacuum_enabled", "false"))
