@@ -3,6 +3,7 @@ it is, create, detach concurrently, drop after the future-data check, and record
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Callable, Iterable, Optional
@@ -10,7 +11,7 @@ from typing import Callable, Iterable, Optional
 import psycopg
 from psycopg import Connection
 
-from . import audit, batches, catalog, conformance, ddl, moves, planner, retention, retire, statistics
+from . import audit, batches, catalog, conformance, ddl, moves, planner, pool, retention, retire, statistics
 from .console import plural
 from .errors import Blocked, LockBusy, PartmanError, StalePlan, worst
 from .failures import first_line
@@ -67,8 +68,11 @@ def apply_plan(
     move_default_rows: bool = False,
     on_table: Optional[Callable[[Outcome], None]] = None,
     on_done: Optional[Callable[[TableRef, int], None]] = None,
+    connect: Optional[Callable[[], Connection]] = None,
+    parallelism: Optional[int] = None,
 ) -> list[Outcome]:
-    """Apply every table's part of the plan; one table's failure does not stop the others.
+    """Apply every table's part of the plan; one table's failure does not stop the others. With connect, tables run
+    in parallel over up to parallelism connections (pool.size caps it); outcomes come in the plan's order.
 
     Under the table's lock the catalog is read again (see _under_lock): a concurrent apply that already did
     the work leaves nothing to do, and a row that appeared in a partition planned for drop blocks the table.
@@ -78,23 +82,31 @@ def apply_plan(
     audit.check_writable(conn, ctx.schema)
     if audit.state_missing(conn, ctx.schema):
         with_retries(conn, ladder, "creating partman's state tables", lambda: _ensure_state(conn, ctx.schema))
-    outcomes = []
-    for table_plan in plan.tables:
+    if on_done is not None:  # told from every worker: one at a time
+        told, guard = on_done, threading.Lock()
+
+        def on_done(table: TableRef, steps: int) -> None:
+            with guard:
+                told(table, steps)
+
+    def one(c: Connection, table_plan: TablePlan) -> Outcome:
         if table_plan.errors:
-            outcome = Outcome(table_plan.table, Status.ERROR, "; ".join(table_plan.errors))
-        elif not table_plan.changes:
-            outcome = Outcome(table_plan.table, Status.UNCHANGED)
-        elif table_plan.refused:
-            outcome = Outcome(table_plan.table, Status.ERROR, f"{table_plan.refused}; nothing changed")
-        else:
-            outcome = _apply_table(
-                conn, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected, move_default_rows,
-                on_done,
-            )
-        outcomes.append(outcome)
-        if on_table:
-            on_table(outcome)
-    return outcomes
+            return Outcome(table_plan.table, Status.ERROR, "; ".join(table_plan.errors))
+        if not table_plan.changes:
+            return Outcome(table_plan.table, Status.UNCHANGED)
+        if table_plan.refused:
+            return Outcome(table_plan.table, Status.ERROR, f"{table_plan.refused}; nothing changed")
+        return _apply_table(c, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected,
+                            move_default_rows, on_done)
+
+    busy = sum(1 for t in plan.tables if t.changes and not t.errors and not t.refused)
+    workers = pool.size(conn, parallelism, busy) if connect is not None else 1
+    extra = [connect() for _ in range(workers - 1)] if connect is not None else []
+    try:
+        return pool.run(plan.tables, one, [conn, *extra], on_table)
+    finally:
+        for c in extra:
+            c.close()
 
 
 class _Done(list):

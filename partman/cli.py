@@ -3,6 +3,8 @@ the session (project, environment, connection, clock) in session.py, and printin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import os
 import sys
 from pathlib import Path
@@ -98,6 +100,9 @@ def apply(
     move_default_rows: Annotated[bool, typer.Option("--move-default-rows", help="Move rows from the default partition into new partitions covering them.")] = False,
     allow_clock_skew: Annotated[bool, typer.Option("--allow-clock-skew", envvar="PARTMAN_ALLOW_CLOCK_SKEW",
                                                    help="Apply with --now more than one interval from the database's clock.")] = False,
+    parallelism: Annotated[Optional[int], typer.Option("--parallelism", "-j", metavar="N", min=1,
+                                                       help="Tables applied at once, each on a connection of its own"
+                                                            " (at most a tenth of max_connections). Default 4.")] = None,
 ) -> None:
     """Plan, confirm and apply; or apply exactly a saved plan. Per table: under its advisory lock, short lock timeouts.
 
@@ -108,7 +113,8 @@ def apply(
       partman apply -C deploy/ plan.json --format json
     """
     choice(fmt, "--format", "text", "json")
-    told = options(specs, env, project, database_url, state_schema, now, tables, lock_timeout_ms, lock_budget)
+    told = replace(options(specs, env, project, database_url, state_schema, now, tables, lock_timeout_ms, lock_budget),
+                   parallelism=parallelism)
     if len(specs) == 1 and specs[0].suffix == ".json":
         raise typer.Exit(_commands().apply_saved(specs[0], told, move_default_rows, allow_clock_skew, fmt))
     raise typer.Exit(_commands().apply(told, auto_approve, move_default_rows, allow_clock_skew, fmt))

@@ -141,7 +141,8 @@ def _run(session: Session, the_plan: Any, plan_id: str, *, exact: bool, move_def
 
         return apply_plan(session.conn, the_plan, session.specs, ctx=ctx, ladder=session.ladder, exact=exact,
                           protected=session.protected and not exact, move_default_rows=move_default_rows,
-                          on_table=on_table, on_done=lambda table, steps: advance(str(table), steps))
+                          on_table=on_table, on_done=lambda table, steps: advance(str(table), steps),
+                          connect=session.another, parallelism=session.options.parallelism)
 
 
 def _finish(fmt: str, the_plan: Any, outcomes: list, floor: int, withheld: int = 0) -> int:

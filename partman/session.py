@@ -30,6 +30,7 @@ class Options:
     now: Optional[str] = None
     tables: Sequence[str] = ()
     ladder: Optional["Ladder"] = None  # default: Ladder()
+    parallelism: Optional[int] = None  # apply: tables at once (pool.size caps it); None: pool.DEFAULT
 
 
 @dataclass
@@ -47,6 +48,11 @@ class Session:
     database_now: Optional[datetime] = None
     pinned: bool = False
     standby: bool = False  # the server is a hot standby in recovery: it reads, and nothing can change there
+    url: str = ""  # what conn was opened with: parallel apply opens more alike
+
+    def another(self):
+        """One more connection to the same database (a worker of a parallel apply)."""
+        return connect(self.url)
 
     @property
     def ladder(self) -> "Ladder":
@@ -72,8 +78,10 @@ class Session:
     def connect(cls, options: Options, project: projects.Project, env: str, specs: list) -> "Session":
         settings = project.environments.get(env)
         schema = state_schema(options.state_schema or project.state_schema)
-        conn = connect(database_url(project, env, options.database_url))
-        return cls(options, project, env, specs, conn, schema, bool(settings and settings.protected))
+        url = database_url(project, env, options.database_url)
+        session = cls(options, project, env, specs, connect(url), schema, bool(settings and settings.protected))
+        session.url = url
+        return session
 
     def observe(self, digests: bool = False):
         """The snapshot and the plan, read under the ladder; the plan says whether the clock was pinned."""

@@ -1,0 +1,64 @@
+"""The pool that apply runs tables on: results come back in the units' order whatever finished first, a failure is
+raised in its turn after the workers stopped, one connection means no thread at all, and the size stays within a
+tenth of the server's connections."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from partman import pool
+
+
+class Conn:
+    def __init__(self, max_connections: int = 100):
+        self.max_connections, self.cancelled = max_connections, 0
+
+    def execute(self, *_):
+        return self
+
+    def fetchone(self):
+        return (str(self.max_connections),)
+
+    def cancel_safe(self):
+        self.cancelled += 1
+
+
+def test_results_come_in_the_units_order_when_they_finish_in_reverse():
+    finished = []
+
+    def work(conn, n):
+        time.sleep(0.02 * (5 - n))  # the last unit finishes first
+        finished.append(n)
+        return (n, threading.current_thread().name)
+
+    told = []
+    results = pool.run(range(5), work, [Conn() for _ in range(5)], told.append)
+    assert [n for n, _ in results] == [0, 1, 2, 3, 4] == [n for n, _ in told]
+    assert finished != sorted(finished), "they did finish in another order"
+    assert len({name for _, name in results}) > 1, "on several workers"
+
+
+def test_a_failure_is_raised_in_its_turn_once_the_workers_stopped():
+    def work(conn, n):
+        if n == 2:
+            raise ValueError("unit 2")
+        return n
+
+    told = []
+    with pytest.raises(ValueError, match="unit 2"):
+        pool.run(range(4), work, [Conn(), Conn()], told.append)
+    assert told == [0, 1]
+
+
+def test_one_connection_runs_in_the_calling_thread():
+    here = threading.current_thread()
+    assert pool.run([1, 2], lambda c, n: threading.current_thread() is here, [Conn()]) == [True, True]
+
+
+@pytest.mark.parametrize("asked, units, max_connections, size", [
+    (None, 50, 100, 4), (8, 50, 100, 8), (32, 50, 100, 10), (8, 3, 100, 3), (8, 50, 15, 1), (8, 0, 100, 1)])
+def test_the_size_is_what_was_asked_within_a_tenth_of_the_servers_connections(asked, units, max_connections, size):
+    assert pool.size(Conn(max_connections), asked, units) == size
