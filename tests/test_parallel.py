@@ -93,7 +93,9 @@ def test_a_signal_during_a_parallel_apply_leaves_every_partition_done_or_untouch
     args = [sys.executable, "-m", "partman", "apply", "specs", "--env", "test", "--database-url", db_url, "--now", NOW,
             "--auto-approve", "--parallelism", "4", "--allow-clock-skew"]
     errors = (workdir / "stderr").open("w+")
-    proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=errors, text=True)  # no pipe to fill
+    # SIG_DFL for SIGINT, as in a terminal: a test run started in the background would leave partman ignoring it.
+    proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=errors, text=True,  # no pipe to fill
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if conn.execute(f"SELECT to_regclass('partition_log') IS NOT NULL AND ({ATTACHED}) > 0").fetchone()[0]:
