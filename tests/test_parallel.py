@@ -1,7 +1,9 @@
 """Apply over a pool of connections, on PostgreSQL 15 and 18: 50 tables at once, three of which end short for
 reasons of their own (a lock another session holds, a spec the table does not match, rows in the default partition
-that apply may not move); the other 47 converge, each of the three says its own reason, the exit code follows the
-precedence, and the output is the same, byte for byte, however the tables finished."""
+that apply may not move; or, moved while partman waits for their locks, a stale plan and rows in a partition an
+interval change drops); the other 47 converge, each of the three says its own reason, the exit code follows the
+precedence, the output is the same, byte for byte, however the tables finished, and a signal mid-run leaves every
+partition done or untouched."""
 
 from __future__ import annotations
 
@@ -118,3 +120,59 @@ def test_a_signal_during_a_parallel_apply_leaves_every_partition_done_or_untouch
     finished = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert conn.execute(ATTACHED).fetchone()[0] == 20 * 37
+
+
+def waiting_for(conn, table: str) -> bool:
+    """Whether a session waits for partman's advisory lock of the table."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 1885434484"
+        " AND objid = (('x' || left(md5(format('%%I.%%I', 'public', %s::text)), 8))::bit(32)::int)::oid)",
+        (table,)).fetchone()[0]
+
+
+def test_what_moves_while_tables_wait_their_turn_is_decided_by_each_table_on_its_own(capsys, workdir, db_url, conn):
+    """Between plan and apply, while partman waits for their locks: one table's partition is detached by hand (its
+    plan is stale), and a row arrives in a future partition of another that an interval change drops (the
+    future-data check); a third table's lock stays held. The other 47 converge."""
+    import threading
+    import time
+
+    stale, future = "t12", "t33"
+    for name in TABLES:
+        write_spec(workdir / "specs", spec_data(f"public.{name}", interval="quarterly", premake="9 months"),
+                   name=f"{name}.yaml")
+    assert cli(capsys, db_url).code == 0
+    for name in TABLES:
+        write_spec(workdir / "specs", spec_data(f"public.{name}", interval="monthly", premake="9 months"),
+                   name=f"{name}.yaml")
+    holders = {t: held_advisory_lock(db_url, t) for t in (LOCKED, stale, future)}
+    moves = {stale: f"ALTER TABLE {stale} DETACH PARTITION {stale}_2027_q1",  # the plan would make 3 more months
+             future: f"INSERT INTO {future} (start_time) VALUES ('2027-08-10Z')"}
+
+    def meanwhile() -> None:
+        with psycopg.connect(db_url, autocommit=True) as side:
+            while moves:
+                for table in [t for t in moves if waiting_for(side, t)]:
+                    side.execute(moves.pop(table))
+                    holders[table].close()  # its lock goes with its session
+                time.sleep(0.01)
+    helper = threading.Thread(target=meanwhile, daemon=True)
+    helper.start()
+    try:
+        result = run_cli(capsys, "apply", "specs", "--env", "test", "--database-url", db_url, "--now", NOW,
+                         "--auto-approve", "--lock-timeout-ms", "50", "--lock-budget", "10", "--parallelism", "8")
+    finally:
+        helper.join(timeout=30)
+        holders[LOCKED].close()
+    assert not moves, "both moved while partman waited"
+    assert result.code == 1, result.err
+    failures = [line for line in result.err.splitlines() if line.startswith("error:") and line.endswith("]")]
+    assert len(failures) == 3, "\n".join(failures)
+    assert failures[0].startswith(f"error: public.{LOCKED}: partman's lock") and failures[0].endswith("[PM303]")
+    assert failures[1].startswith(f"error: public.{stale} changed since the plan was shown") and failures[1].endswith("[PM302]")
+    assert f"public.{future}" in failures[2] and failures[2].endswith("[PM301]")
+    monthly = [t for t in TABLES if t not in (LOCKED, stale, future)]
+    # The current quarter stays (an interval change never touches it); April to November (premake) are monthly now.
+    assert all([n for n, _ in partitions(conn, t)] == [f"{t}_2027_q1"] + [f"{t}_2027_{m:02d}" for m in range(4, 12)]
+               for t in monthly), partitions(conn, monthly[0])
+    assert conn.execute(f"SELECT count(*) FROM {future}").fetchone()[0] == 1, "the row stays where it arrived"
