@@ -101,7 +101,12 @@ def apply_plan(
 
     busy = sum(1 for t in plan.tables if t.changes and not t.errors and not t.refused)
     workers = pool.size(conn, parallelism, busy) if connect is not None else 1
-    extra = [connect() for _ in range(workers - 1)] if connect is not None else []
+    extra: list[Connection] = []
+    for _ in range(workers - 1):
+        try:
+            extra.append(connect())
+        except PartmanError:  # the server has no more connections to give (too many clients): fewer workers
+            break
     try:
         return pool.run(plan.tables, one, [conn, *extra], on_table)
     finally:

@@ -176,3 +176,18 @@ def test_what_moves_while_tables_wait_their_turn_is_decided_by_each_table_on_its
     assert all([n for n, _ in partitions(conn, t)] == [f"{t}_2027_q1"] + [f"{t}_2027_{m:02d}" for m in range(4, 12)]
                for t in monthly), partitions(conn, monthly[0])
     assert conn.execute(f"SELECT count(*) FROM {future}").fetchone()[0] == 1, "the row stays where it arrived"
+
+
+def test_a_server_with_no_more_connections_to_give_gets_fewer_workers(capsys, workdir, db_url, conn, server):
+    import uuid
+
+    role = f"few_{uuid.uuid4().hex[:8]}"
+    conn.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 2; GRANT CREATE ON SCHEMA public TO "{role}"')
+    try:
+        for name in TABLES[:10]:
+            write_spec(workdir / "specs", spec_data(f"public.{name}", premake="2 months"), name=f"{name}.yaml")
+        result = cli(capsys, psycopg.conninfo.make_conninfo(db_url, user=role), "--parallelism", "4")
+        assert result.code == 0, result.err
+        assert all(len(partitions(conn, t)) == 3 for t in TABLES[:10])
+    finally:
+        conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
