@@ -100,7 +100,7 @@ def apply_plan(
                             move_default_rows, on_done)
 
     busy = sum(1 for t in plan.tables if t.changes and not t.errors and not t.refused)
-    workers = pool.size(conn, parallelism, busy) if connect is not None else 1
+    workers = pool.size(conn, parallelism, busy) if connect is not None and busy > 1 else 1  # one: no question asked
     extra: list[Connection] = []
     for _ in range(workers - 1):
         try:

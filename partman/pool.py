@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 U = TypeVar("U")
 R = TypeVar("R")
@@ -26,7 +26,7 @@ def size(conn: Any, asked: Optional[int], units: int) -> int:
 
 
 @dataclass
-class _Slot(Generic[R]):
+class _Slot:
     done: bool = False
     result: Any = None
     error: Optional[BaseException] = None
