@@ -14,6 +14,7 @@ from psycopg import Connection, Cursor, IsolationLevel, sql
 from psycopg.pq import TransactionStatus
 
 from . import conformance, references
+from .companion import Companion, Unexported
 from .errors import CatalogError, LockBusy
 from .lock import Ladder, attempts
 from .model import Bounds, KeyType, KeyValue, TableRef
@@ -26,6 +27,11 @@ NAME_PREFIX_BYTES = 16
 # Probes per statement: one statement for the usual few, a small plan for the server however many, and a
 # lock timeout costs one chunk's retry (bench/plan_probes.py).
 PROBES_PER_STATEMENT = 100
+# From this many partitions on, a snapshot asks the questions that do not rest on the partitions on a companion
+# connection (companion.py) while it reads them: below it, a second connection costs more than it saves
+# (bench/plan_scale.py).
+COMPANION_FROM = 2000
+
 # A relation named in the snapshot that disappears before it is probed means the catalog moved: read it again.
 MAX_REREADS = 5
 # Rows counted exactly, for a plan's row figure where statistics have none: enough to tell a stray handful
@@ -36,10 +42,14 @@ _STRATEGY = {"r": "range", "l": "list", "h": "hash"}
 
 # Every statement of a read runs under the ladder's lock_timeout: a read that waits behind an ACCESS EXCLUSIVE
 # lock (a migration, a VACUUM FULL) gives up after one step instead of hanging, and is retried later.
-_SESSION = """
+# Every read's session: bounds printed in UTC and ISO, a bounded lock wait, and no parallel workers (a catalog
+# read is short: starting workers cost more than they saved, and a companion already uses a second backend).
+_SETTINGS = """
 SELECT set_config('TimeZone', 'UTC', true),
        set_config('DateStyle', 'ISO, YMD', true),
-       set_config('lock_timeout', %(lock_timeout)s, true),
+       set_config('lock_timeout', {lock_timeout}, true),
+       set_config('max_parallel_workers_per_gather', '0', true)"""
+_SESSION = _SETTINGS.format(lock_timeout="%(lock_timeout)s") + """,
        log.oid IS NOT NULL, config.oid IS NOT NULL,
        coalesce(has_table_privilege(log.oid, 'SELECT'), true), coalesce(has_table_privilege(config.oid, 'SELECT'), true)
   FROM (SELECT 1) AS one
@@ -58,7 +68,8 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
          WHERE a.attrelid = c.oid AND a.attnum = (pt.partattrs::int2[])[0]) AS key_type,
        n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
        c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner),
-       c.reltuples >= 0, (SELECT greatest(s.last_analyze, s.last_autoanalyze) FROM pg_stat_all_tables s WHERE s.relid = c.oid)
+       c.reltuples >= 0, (SELECT greatest(s.last_analyze, s.last_autoanalyze) FROM pg_stat_all_tables s WHERE s.relid = c.oid),
+       (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid)
   FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)
   LEFT JOIN pg_namespace n ON n.nspname = r.schema
   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name AND c.relkind IN ('r', 'p')
@@ -75,14 +86,25 @@ SELECT i.inhparent, c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0),
  WHERE i.inhparent = ANY(%(parents)s::oid[])
 """
 
+# The ranges of the live partition_log rows, as two arrays per table: 300 rows to parse instead of 30,000. Only
+# the detached rows and those an interrupted run left need more, and their table (_LOG_DETACHED, the fenced LATERAL
+# asking for it on just those).
 _LOG = """
+SELECT l.parent_schema, l.parent_name, array_agg(nullif(l.range_start, '-infinity')), array_agg(nullif(l.range_end, 'infinity'))
+  FROM {log} l
+ WHERE l.dropped_at IS NULL
+   AND (l.parent_schema, l.parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
+ GROUP BY 1, 2
+"""
+_LOG_DETACHED = """
 SELECT l.parent_schema, l.parent_name, nullif(l.range_start, '-infinity'), nullif(l.range_end, 'infinity'), l.detached_at,
        l.partition_schema, l.partition_name, c.oid, c.relispartition, c.reltuples, l.pending_action
   FROM {log} l
-  LEFT JOIN pg_namespace n ON n.nspname = l.partition_schema AND (l.detached_at IS NOT NULL OR l.pending_action IS NOT NULL)
-  LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = l.partition_name AND c.relkind IN ('r', 'p')
-                       AND (l.detached_at IS NOT NULL OR l.pending_action IS NOT NULL)  -- only these need their table
- WHERE l.dropped_at IS NULL
+  LEFT JOIN LATERAL (SELECT c.oid, c.relispartition, c.reltuples
+                       FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+                      WHERE n.nspname = l.partition_schema AND c.relname = l.partition_name AND c.relkind IN ('r', 'p')
+                     OFFSET 0) AS c ON true
+ WHERE l.dropped_at IS NULL AND (l.detached_at IS NOT NULL OR l.pending_action IS NOT NULL)
    AND (l.parent_schema, l.parent_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
  ORDER BY l.range_start, l.id
 """
@@ -187,23 +209,36 @@ def under_lock(conn: Connection, table: TableRef, state_schema: str = "public") 
 # starts like a generated name: CREATE TABLE needs its name free among both. Generated names always begin with
 # the parent's first NAME_PREFIX_BYTES bytes (naming.fit keeps more), so this finds every possible collision.
 # Names that start with each prefix. As a range of the name indexes (names compare bytewise, in C collation), a
-# scan of just those names, not a test of every relation of the schema per table: 300 tables of 100 partitions
-# cost 0.11 s (most of it the 60,000 names sent) instead of 1.4 s. Without a known end (a database not in UTF8),
-# every name is tested.
+# scan of just those names, not a test of every relation of the schema per table. Without a known end (a
+# database not in UTF8), every name is tested. Left out, because the snapshot has them already or they repeat a
+# relation's name: the asked parents' own partitions (from _PARTITIONS) and the row type of every relation (a
+# relation and its row type share name and schema). 300 tables of 100 partitions: 0.005 s, not 0.13 s.
 _TAKEN = """
 SELECT n.nspname, c.relname
   FROM unnest(%(schemas)s::text[], %(prefixes)s::text[], %(ends)s::text[]) AS p(schema, prefix, past)
   JOIN pg_namespace n ON n.nspname = p.schema
   JOIN pg_class c ON c.relnamespace = n.oid {relname} AND starts_with(c.relname::text, p.prefix)
-UNION
+ WHERE c.oid NOT IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = ANY(%(parents)s::oid[]))
+UNION ALL
 SELECT n.nspname, t.typname
   FROM unnest(%(schemas)s::text[], %(prefixes)s::text[], %(ends)s::text[]) AS p(schema, prefix, past)
   JOIN pg_namespace n ON n.nspname = p.schema
   JOIN pg_type t ON t.typnamespace = n.oid {typname} AND starts_with(t.typname::text, p.prefix)
+ WHERE t.typrelid = 0
 """
 _TAKEN_RANGE = _TAKEN.format(relname="AND c.relname >= p.prefix::name AND c.relname < p.past::name",
                              typname="AND t.typname >= p.prefix::name AND t.typname < p.past::name")
 _TAKEN_ALL = _TAKEN.format(relname="", typname="")
+
+
+def outermost(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(schema, prefix) pairs without those another pair's prefix covers: every name one of them finds, the
+    shorter finds too, and asked twice it would be sent twice."""
+    out: list[tuple[str, str]] = []
+    for schema, prefix in sorted(set(pairs)):
+        if not (out and out[-1][0] == schema and prefix.startswith(out[-1][1])):
+            out.append((schema, prefix))
+    return out
 
 
 def past_prefix(prefix: str, encoding: Optional[str]) -> Optional[str]:
@@ -268,7 +303,7 @@ Probe = Callable[[TableSpec, TableState, datetime], Iterable[Partition]]
 
 def snapshot(
     conn: Connection, specs: Iterable[TableSpec], *, now: datetime, to_probe: Probe, state_schema: str = "public",
-    digests: bool = False, ladder: Optional[Ladder] = None,
+    digests: bool = False, ladder: Optional[Ladder] = None, another: Optional[Callable[[], Connection]] = None,
 ) -> Snapshot:
     """Read everything the planner needs about these tables in one consistent view: a fixed number of
     queries, plus the row-presence probes of the partitions to_probe names (the planner's policy:
@@ -278,13 +313,19 @@ def snapshot(
     Nothing waits without a bound. A state table locked by another session is retried along the ladder and
     ends in LockBusy: nothing can be planned without it. A partition locked by another session leaves its
     row presence unknown: it is retried along the ladder too, and what is still locked when the budget is
-    spent is named in Snapshot.busy, for the planner to plan around."""
+    spent is named in Snapshot.busy, for the planner to plan around.
+
+    another: opens a second connection, for a companion (companion.py) on a large read."""
     ladder = ladder or Ladder()
     specs = list(specs)
     rereads = 0
     for wait_ms in attempts(ladder, f"reading {state_schema}.partition_log and partition_config", conn):
         try:
-            snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms)
+            try:
+                snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms, another)
+            except Unexported:
+                another = None  # read again at once, everything asked on conn
+                snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms)
         except psycopg.errors.LockNotAvailable:
             continue  # a state table is locked: nothing can be planned without it; try again after a pause
         except Moved:
@@ -301,14 +342,14 @@ def snapshot(
 
 
 def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Probe, state_schema: str, digests: bool,
-          wait_ms: int) -> tuple[Snapshot, set[int]]:
+          wait_ms: int, another: Optional[Callable[[], Connection]] = None) -> tuple[Snapshot, set[int]]:
     refs = sorted({s.table for s in specs})
     schemas = [r.schema for r in refs]
     names = [r.name for r in refs]
     by_table = {"schemas": schemas, "names": names}
     with consistent_view(conn) as cur:
         cur.execute(_SESSION, {"state_schema": state_schema, "lock_timeout": f"{wait_ms}ms"})
-        _, _, _, log_exists, config_exists, log_readable, config_readable = cur.fetchone()
+        *_, log_exists, config_exists, log_readable, config_readable = cur.fetchone()
         for table, readable in (("partition_log", log_readable), ("partition_config", config_readable)):
             if not readable:
                 raise CatalogError(
@@ -318,38 +359,36 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         cur.execute(_PARENTS, by_table)
         parents = {TableRef(row[0], row[1]): row for row in cur.fetchall()}
         oids = [row[2] for row in parents.values() if row[2] is not None]
+        shapes_job, taken_job, refs_job = _independent(conn, specs, refs, parents, oids)
+        log_job, summary_job, config_job = _state_rows(state_schema, by_table, log_exists, config_exists, digests)
+        # Few rows and much server work at the front (a companion takes them); many rows to parse at the back.
+        jobs = [shapes_job, taken_job, summary_job, refs_job, config_job, log_job]
+        if another is not None and sum(row[-1] or 0 for row in parents.values()) >= COMPANION_FROM:
+            beside = Companion.start(cur, another, sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{wait_ms}ms")), jobs)
+        else:
+            beside = Companion(jobs)
         cur.execute(_PARTITIONS, {"parents": oids})
         children: dict[int, list] = {}
         for row in cur.fetchall():
             children.setdefault(row[0], []).append(row)
-        managed, detached = _log_rows(cur, state_schema, by_table) if log_exists else ({}, {})
-        if digests:
-            cur.execute(_digest_query(state_schema, log_exists, config_exists), by_table)
-        else:
-            cur.execute(_high_water_query(state_schema, log_exists), by_table)
-        summary = {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
-        configs = _config_rows(cur, state_schema, by_table) if config_exists else {}
-        pairs = sorted({(r.schema, name_prefix(r.name)) for r in refs})
-        ends = [past_prefix(b, conn.info.parameter_status("server_encoding")) for _, b in pairs]
-        cur.execute(_TAKEN_RANGE if None not in ends else _TAKEN_ALL,
-                    {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs], "ends": ends})
-        taken = frozenset(TableRef(s_, n_) for s_, n_ in cur.fetchall())
-
+        tables = {ref: _table_state(ref, parents[ref], children) for ref in refs}
+        shapes, others, summary, found, configs, (managed, detached) = beside.results(cur)
         tables = {
             ref: replace(
-                _table_state(ref, parents[ref], children),
+                t,
                 managed=frozenset(managed.get((ref.schema, ref.name), ())),
                 detached=tuple(detached.get((ref.schema, ref.name), ())),
                 config=configs.get(ref),
                 log_high_water=summary[ref][1],
                 digest=summary[ref][0],
+                references=found.get(t.oid, ()),
+                shape=shapes.parents.get(t.oid),
+                drifted=shapes.partitions.get(t.oid, {}),
             )
-            for ref in refs
+            for ref, t in tables.items()
         }
+        taken = _taken(others, tables, children)
         tables = _with_missing_types(cur, specs, tables)
-        refs = references.read(cur, [t.oid for t in tables.values() if t.strategy == "range"])
-        tables = {ref: replace(t, references=refs.get(t.oid, ())) if t.oid in refs else t for ref, t in tables.items()}
-        tables = _with_shapes(cur, specs, tables)
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
         unproven = _unproven(cur, specs, tables)
@@ -358,16 +397,51 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
                     surveys=surveys, unproven=unproven), locked
 
 
-def _with_shapes(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
-    """The parents' shapes and their partitions that differ (conformance.py)."""
-    asked = {s.table: tables[s.table].oid for s in specs
-             if tables[s.table].oid is not None and tables[s.table].strategy == "range"}
-    if not asked:
-        return tables
+def _independent(conn: Connection, specs: list[TableSpec], refs: list[TableRef], parents: dict[TableRef, tuple],
+                 oids: list[int]) -> list[Callable[[Cursor], Any]]:
+    """The questions that rest on the parents alone, not on each other's answers, longest first: a companion can
+    ask them while the caller reads the partitions. Names that may collide, foreign keys into the range-partitioned
+    parents, and the parents' shapes with their partitions that differ (conformance.py)."""
+    pairs = outermost((r.schema, name_prefix(r.name)) for r in refs)
+    ends = [past_prefix(b, conn.info.parameter_status("server_encoding")) for _, b in pairs]
+    taken_params = {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs], "ends": ends, "parents": oids}
+    ranged = {ref: row[2] for ref, row in parents.items() if row[2] is not None and row[3] == "p" and row[4] == "r"}
     by_table = {s.table: s for s in specs}
-    shapes = conformance.read(cur, [(oid, conformance.wanted(by_table[ref])) for ref, oid in asked.items()])
-    return {ref: replace(t, shape=shapes.parents.get(t.oid), drifted=shapes.partitions.get(t.oid, {})) if ref in asked else t
-            for ref, t in tables.items()}
+    wanted = [(oid, conformance.wanted(by_table[ref])) for ref, oid in ranged.items()]
+
+    def taken(cur: Cursor) -> list[TableRef]:
+        cur.execute(_TAKEN_RANGE if None not in ends else _TAKEN_ALL, taken_params)
+        return [TableRef(s_, n_) for s_, n_ in cur.fetchall()]
+
+    return [lambda cur: conformance.read(cur, wanted), taken, lambda cur: references.read(cur, list(ranged.values()))]
+
+
+def _state_rows(state_schema: str, by_table: dict, log_exists: bool, config_exists: bool, digests: bool
+                ) -> list[Callable[[Cursor], Any]]:
+    """The questions of partman's state tables (under the read's lock_timeout): the live partition_log rows, each
+    table's log high-water mark (and with digests, its structure digest), the partition_config rows."""
+    def log(cur: Cursor) -> tuple[dict, dict]:
+        return _log_rows(cur, state_schema, by_table) if log_exists else ({}, {})
+
+    def summary(cur: Cursor) -> dict[TableRef, tuple]:
+        if digests:
+            cur.execute(_digest_query(state_schema, log_exists, config_exists), by_table)
+        else:
+            cur.execute(_high_water_query(state_schema, log_exists), by_table)
+        return {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
+
+    def configs(cur: Cursor) -> dict[TableRef, ConfigRow]:
+        return _config_rows(cur, state_schema, by_table) if config_exists else {}
+
+    return [log, summary, configs]
+
+
+def _taken(others: list[TableRef], tables: dict[TableRef, TableState], children: dict[int, list]) -> frozenset[TableRef]:
+    """The names _TAKEN found and those of the parents' partitions, which it leaves out: the refs the partitions
+    hold already, and new ones only for the partitions whose bounds partman could not read."""
+    known = {p.oid: p.ref for t in tables.values() for p in (*t.partitions, *filter(None, [t.default]))}
+    unread = (TableRef(row[2], row[3]) for rows in children.values() for row in rows if row[1] not in known)
+    return frozenset(others).union(known.values(), unread)
 
 
 _UNPROVEN = """
@@ -426,11 +500,11 @@ def _with_missing_types(cur: Cursor, specs: list[TableSpec], tables: dict[TableR
 def _log_rows(cur: Cursor, state_schema: str, by_table: dict) -> tuple[dict, dict]:
     managed: dict[tuple[str, str], set] = {}
     detached: dict[tuple[str, str], list[LogEntry]] = {}
-    cur.execute(sql.SQL(_LOG).format(log=sql.Identifier(state_schema, "partition_log")), by_table)
-    for row in cur.fetchall():
-        managed.setdefault((row[0], row[1]), set()).add((row[2], row[3]))
-        if row[4] is not None or row[10] is not None:
-            detached.setdefault((row[0], row[1]), []).append(_log_entry(row))
+    log = sql.Identifier(state_schema, "partition_log")
+    for schema, name, starts, ends in cur.execute(sql.SQL(_LOG).format(log=log), by_table).fetchall():
+        managed[(schema, name)] = set(zip(starts, ends))
+    for row in cur.execute(sql.SQL(_LOG_DETACHED).format(log=log), by_table).fetchall():
+        detached.setdefault((row[0], row[1]), []).append(_log_entry(row))
     return managed, detached
 
 
@@ -557,7 +631,7 @@ def row_presence(cur: Cursor, tables: dict[int, TableRef]) -> dict[int, bool]:
 
 
 def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> TableState:
-    _, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner, analyzed, analyzed_at = parent
+    _, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner, analyzed, analyzed_at, _ = parent
     access = Access(schema_exists=schema_exists, may_create=may_create, owned=owned, owner=owner)
     if oid is None:
         return TableState(ref, access=access)

@@ -21,6 +21,8 @@ from .options import (Env, LockBudget, LockTimeout, Now, Project, Schema, Specs,
 # conventional metavar only: `SPEC...`.
 TyperArgument.display_type_rich = lambda _self, **_: None  # type: ignore[method-assign]
 TyperArgument._usage_display_name = lambda self: self.metavar or self.name.upper()  # type: ignore[method-assign]
+_metavar = TyperArgument.make_metavar
+TyperArgument.make_metavar = lambda self, ctx, **kw: self.metavar or _metavar(self, ctx, **kw)  # type: ignore[method-assign]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

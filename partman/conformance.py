@@ -357,13 +357,14 @@ SELECT w.parent, p.oid{_columns('p', 'p')},
   FROM want w JOIN pg_class p ON p.oid = w.parent
 UNION ALL
 SELECT w.parent, c.oid{_columns('c', 'p')}, NULL, NULL
-  FROM want w
-  JOIN pg_class p ON p.oid = w.parent
-  JOIN pg_inherits i ON i.inhparent = w.parent AND NOT i.inhdetachpending
+  FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid AND c.relkind = 'r'
+  JOIN want w ON w.parent = i.inhparent
+  JOIN pg_class p ON p.oid = w.parent
   LEFT JOIN column_acl ca ON ca.attrelid = c.oid
   LEFT JOIN column_acl pa ON pa.attrelid = w.parent
- WHERE c.relowner <> w.relowner
+ WHERE i.inhparent = ANY(%(parents)s::oid[]) AND NOT i.inhdetachpending
+   AND (c.relowner <> w.relowner
     OR (c.relacl IS DISTINCT FROM w.relacl
         AND (w.relrowsecurity OR {_CANON.format(r='c', grantee=_grantee('c'))} IS DISTINCT FROM w.canon))
     OR (w.relrowsecurity AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner))
@@ -377,7 +378,7 @@ SELECT w.parent, c.oid{_columns('c', 'p')}, NULL, NULL
     OR (w.relreplident = 'i' AND NOT EXISTS (
           SELECT 1 FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
            WHERE x.indrelid = c.oid AND x.indisreplident AND ii.inhparent = w.ident))
-    OR (w.relam <> 0 AND c.relam <> w.relam)
+    OR (w.relam <> 0 AND c.relam <> w.relam))
 """
 
 

@@ -5,7 +5,7 @@ another session is planned around and named in the plan (PM208), never waited on
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from psycopg import Connection
 
@@ -21,7 +21,7 @@ from .spec import TableSpec
 
 def observe(
     conn: Connection, specs: Iterable[TableSpec], *, now: datetime, env: str, state_schema: str = "public",
-    ladder: Optional[Ladder] = None, digests: bool = False,
+    ladder: Optional[Ladder] = None, digests: bool = False, another: Optional[Callable[[], Connection]] = None,
 ) -> tuple[Snapshot, Plan]:
     """The snapshot and the plan computed from it, with the rows a create would have to move out of a
     default partition counted (one more question, asked only if some default holds rows), and the rows of
@@ -31,7 +31,7 @@ def observe(
     for _ in range(catalog.MAX_REREADS):
         try:
             snap = catalog.snapshot(conn, specs, now=now, to_probe=planner.presence_needed, state_schema=state_schema,
-                                    digests=digests, ladder=ladder)
+                                    digests=digests, ladder=ladder, another=another)
             the_plan = planner.plan(specs, snap, now=now, env=env)
             the_plan = _count_default_rows(conn, specs, snap, the_plan, ladder)
             the_plan = _count_references(conn, snap, the_plan, ladder,

@@ -51,7 +51,7 @@ class Session:
     url: str = ""  # what conn was opened with: parallel apply opens more alike
 
     def another(self):
-        """One more connection to the same database (a worker of a parallel apply)."""
+        """One more connection to the same database (a worker of a parallel apply, a large read's companion)."""
         return connect(self.url)
 
     @property
@@ -88,7 +88,7 @@ class Session:
         from .observe import observe
 
         snap, the_plan = observe(self.conn, self.specs, now=self.now, env=self.env, state_schema=self.state_schema,
-                                 ladder=self.ladder, digests=digests)
+                                 ladder=self.ladder, digests=digests, another=self.another)
         OUT.debug(f"read {sum(len(t.partitions) for t in snap.tables.values())} partitions of {len(snap.tables)} tables")
         return snap, replace(the_plan, pinned=self.pinned, database_now=self.database_now if self.pinned else None)
 

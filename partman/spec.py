@@ -8,7 +8,7 @@ import json
 import os
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -113,7 +113,9 @@ class TableSpec:
 
     def to_dict(self, *, with_source: bool = False) -> dict[str, Any]:
         """The spec as planned, in a stable JSON-able form (for fingerprints and plan files)."""
-        data = asdict(self)
+        # Field by field, not asdict: asdict deep-copies every value, and a plan fingerprints every spec.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["columns"] = tuple(dict(vars(c)) for c in self.columns)
         data["table"] = str(self.table)
         data["interval"] = self.interval.value
         for key in ("premake", "retention", "retention_grace"):

@@ -153,3 +153,12 @@ def test_every_name_that_starts_with_a_prefix_sorts_below_its_end_in_utf8_byte_o
 
 def test_a_database_in_another_encoding_gets_no_range():
     assert catalog.past_prefix("bookings", "LATIN1") is None
+
+
+@given(st.lists(st.tuples(st.sampled_from(["public", "app"]), st.text("ab_", min_size=1, max_size=4)), min_size=1))
+def test_the_outermost_prefixes_cover_every_prefix_and_none_covers_another(pairs):
+    kept = catalog.outermost(pairs)
+    for schema, prefix in pairs:
+        assert any(s == schema and prefix.startswith(p) for s, p in kept), (schema, prefix)
+    for i, (schema, prefix) in enumerate(kept):
+        assert not any(s == schema and prefix.startswith(p) for j, (s, p) in enumerate(kept) if j != i)

@@ -83,3 +83,23 @@ def test_an_index_holding_the_name_is_avoided_too(capsys, workdir, db_url, conn)
     write_spec(workdir / "specs", spec_data(interval="monthly", premake="2 months"))
     result = cli(capsys, db_url, "apply", "2027-02-15T00:00Z", "--auto-approve")
     assert result.code == 0 and "public.bookings_2027_03_2" in result.out
+
+
+def test_a_partition_of_another_table_holding_the_name_is_avoided(capsys, workdir, db_url, conn):
+    # The read leaves out the partitions of the tables it asks about (it has their names already): not those of others.
+    conn.execute("CREATE TABLE other (at timestamptz) PARTITION BY RANGE (at)")
+    conn.execute("CREATE TABLE bookings_2027_03 PARTITION OF other FOR VALUES FROM ('2027-03-01Z') TO ('2027-04-01Z')")
+    write_spec(workdir / "specs", spec_data(interval="monthly", premake="2 months"))
+    result = cli(capsys, db_url, "apply", "2027-02-15T00:00Z", "--auto-approve")
+    assert result.code == 0 and "public.bookings_2027_03_2" in result.out
+
+
+def test_a_name_under_a_longer_table_name_is_found_when_a_shorter_one_covers_it(capsys, workdir, db_url, conn):
+    # bookings and bookings_archive: one range of names is read for both, the shorter's.
+    conn.execute("CREATE TABLE bookings_archive_2027_03 (x int)")
+    write_spec(workdir / "specs", spec_data(interval="monthly", premake="2 months"))
+    write_spec(workdir / "specs", spec_data(table="public.bookings_archive", interval="monthly", premake="2 months"),
+               name="archive.yaml")
+    result = cli(capsys, db_url, "apply", "2027-02-15T00:00Z", "--auto-approve")
+    assert result.code == 0, result.err
+    assert "public.bookings_archive_2027_03_2" in result.out and "public.bookings_2027_03 " in result.out
