@@ -330,8 +330,7 @@ def _columns(r: str, parent: str) -> str:
 # partman made has the very relacl of its parent), the normalised comparison only where one fails, against the
 # parent's computed once. Column privileges come from one pass over pg_attribute (attacl is rarely set), not a
 # lookup per partition. 300 tables of 100 partitions: 0.10 s (bench/plan_scale.py).
-_SHAPES = f"""
-WITH want AS (
+_WANT = f"""want AS (
   SELECT w.parent, w.options, p.relowner, p.relacl, p.relreplident, p.relam, p.relrowsecurity,
          CASE WHEN w.tablespace IS NULL THEN {_SPACE.format(oid='p.reltablespace')}
               ELSE (SELECT {_SPACE.format(oid='s.oid')} FROM pg_tablespace s WHERE s.spcname = w.tablespace) END AS space,
@@ -341,22 +340,22 @@ WITH want AS (
     FROM unnest(%(parents)s::oid[], %(tablespaces)s::text[], %(unlogged)s::bool[], %(options)s::text[])
          AS w(parent, tablespace, unlogged, options)
     JOIN pg_class p ON p.oid = w.parent
-), column_acl AS MATERIALIZED (
+)"""
+_COLUMN_ACL = """column_acl AS MATERIALIZED (
   SELECT at.attrelid, array_agg(at.attname || ' ' || at.attacl::text ORDER BY at.attname) AS acl
     FROM pg_attribute at
    WHERE at.attacl IS NOT NULL AND NOT at.attisdropped
      AND (at.attrelid = ANY(%(parents)s::oid[])
           OR at.attrelid IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = ANY(%(parents)s::oid[])))
    GROUP BY 1
-)
-SELECT w.parent, p.oid{_columns('p', 'p')},
+)"""
+_PARENT_ARM = f"""SELECT w.parent, p.oid{_columns('p', 'p')},
        (SELECT s.spcname FROM pg_tablespace s WHERE s.oid = nullif(w.space, 0)),
        CASE WHEN w.no_space THEN 'does not exist'
             WHEN w.space <> 0 AND NOT has_tablespace_privilege(w.space, 'CREATE')
             THEN 'the connected role has no CREATE privilege on it' END
-  FROM want w JOIN pg_class p ON p.oid = w.parent
-UNION ALL
-SELECT w.parent, c.oid{_columns('c', 'p')}, NULL, NULL
+  FROM want w JOIN pg_class p ON p.oid = w.parent"""
+_PARTITION_ARM = f"""SELECT w.parent, c.oid{_columns('c', 'p')}, NULL, NULL
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid AND c.relkind = 'r'
   JOIN want w ON w.parent = i.inhparent
@@ -378,8 +377,10 @@ SELECT w.parent, c.oid{_columns('c', 'p')}, NULL, NULL
     OR (w.relreplident = 'i' AND NOT EXISTS (
           SELECT 1 FROM pg_index x JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
            WHERE x.indrelid = c.oid AND x.indisreplident AND ii.inhparent = w.ident))
-    OR (w.relam <> 0 AND c.relam <> w.relam))
-"""
+    OR (w.relam <> 0 AND c.relam <> w.relam))"""
+_SHAPES = f"WITH {_WANT}, {_COLUMN_ACL}\n{_PARENT_ARM}\nUNION ALL\n{_PARTITION_ARM}"
+# The parents alone: apply, under a table's lock, needs its parent's shape only (and this plans in a fraction).
+_PARENT_SHAPES = f"WITH {_WANT}\n{_PARENT_ARM}"
 
 
 def _shape(row: tuple) -> Shape:
@@ -406,8 +407,8 @@ class Shapes:
     partitions: dict[int, dict[int, Shape]] = field(default_factory=dict)  # parent OID -> partition OID -> shape
 
 
-def read(cur: Cursor, wanted: Iterable[tuple[int, Wanted]]) -> Shapes:
-    """One statement for every parent."""
+def read(cur: Cursor, wanted: Iterable[tuple[int, Wanted]], partitions: bool = True) -> Shapes:
+    """One statement for every parent; with partitions, those that may differ from it too."""
     wanted = [(oid, w) for oid, w in wanted if oid is not None]
     if not wanted:
         return Shapes()
@@ -418,7 +419,7 @@ def read(cur: Cursor, wanted: Iterable[tuple[int, Wanted]]) -> Shapes:
         "options": [",".join(f"{k}={v}" for k, v in w.options) if w.options else None for _, w in wanted],
     }
     shapes = Shapes()
-    for parent, oid, *rest in cur.execute(_SHAPES, params).fetchall():
+    for parent, oid, *rest in cur.execute(_SHAPES if partitions else _PARENT_SHAPES, params).fetchall():
         if parent == oid:
             shapes.parents[oid] = _shape(tuple(rest))
         else:
@@ -430,7 +431,7 @@ def parent_shape(conn: Connection, spec) -> Optional[Shape]:
     """The parent's shape as it is now (apply, under the table's lock, right before it creates partitions)."""
     parent = spec.table
     oid = conn.execute("SELECT to_regclass(%s)::oid", (sql.Identifier(parent.schema, parent.name).as_string(conn),)).fetchone()[0]
-    return read(conn.cursor(), [(oid, wanted(spec))]).parents.get(oid)
+    return read(conn.cursor(), [(oid, wanted(spec))], partitions=False).parents.get(oid)
 
 
 # What a table the connected role creates in a schema starts with: its default privileges (ALTER DEFAULT PRIVILEGES
