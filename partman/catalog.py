@@ -42,13 +42,15 @@ _STRATEGY = {"r": "range", "l": "list", "h": "hash"}
 
 # Every statement of a read runs under the ladder's lock_timeout: a read that waits behind an ACCESS EXCLUSIVE
 # lock (a migration, a VACUUM FULL) gives up after one step instead of hanging, and is retried later.
-# Every read's session: bounds printed in UTC and ISO, a bounded lock wait, and no parallel workers (a catalog
-# read is short: starting workers cost more than they saved, and a companion already uses a second backend).
+# Every read's session: bounds printed in UTC and ISO, a bounded lock wait, no parallel workers and no JIT. A
+# catalog read is short: starting workers cost more than they save (and a companion already uses a second backend),
+# and JIT compiling the shapes query cost PostgreSQL 15 2 s of its 2.2 s (bench/plan_scale.py).
 _SETTINGS = """
 SELECT set_config('TimeZone', 'UTC', true),
        set_config('DateStyle', 'ISO, YMD', true),
        set_config('lock_timeout', {lock_timeout}, true),
-       set_config('max_parallel_workers_per_gather', '0', true)"""
+       set_config('max_parallel_workers_per_gather', '0', true),
+       set_config('jit', 'off', true)"""
 _SESSION = _SETTINGS.format(lock_timeout="%(lock_timeout)s") + """,
        log.oid IS NOT NULL, config.oid IS NOT NULL,
        coalesce(has_table_privilege(log.oid, 'SELECT'), true), coalesce(has_table_privilege(config.oid, 'SELECT'), true)
@@ -610,7 +612,7 @@ def settle(conn: Connection, questions: dict[Any, Question], ladder: Ladder, *, 
     try:
         for step in attempts(ladder, "locked partitions"):
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{step}ms",))
+                cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('jit', 'off', true)", (f"{step}ms",))
                 got, held = ask(cur, pending, skip_unreadable=skip_unreadable)
             answers.update(got)
             pending = {k: v for k, v in pending.items() if k in held}

@@ -102,7 +102,8 @@ def with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[],
     for step in attempts(ladder, what, conn):
         try:
             with conn.transaction():
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{step}ms",))
+                # No JIT: partman's statements are short, and compiling one costs more than running it.
+                conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('jit', 'off', true)", (f"{step}ms",))
                 return work()
         except psycopg.errors.LockNotAvailable:
             continue
