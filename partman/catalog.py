@@ -30,7 +30,7 @@ PROBES_PER_STATEMENT = 100
 # From this many partitions on, a snapshot asks the questions that do not rest on the partitions on a companion
 # connection (companion.py) while it reads them: below it, a second connection costs more than it saves
 # (bench/plan_scale.py).
-COMPANION_FROM = 2000
+COMPANION_FROM = 1000
 
 # A relation named in the snapshot that disappears before it is probed means the catalog moved: read it again.
 MAX_REREADS = 5
