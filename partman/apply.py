@@ -20,7 +20,7 @@ from .model import TableRef
 from .plan import APPLY_ORDER, DESTRUCTIVE, Action, ActionKind, Plan, TablePlan
 from .planfile import what_moved
 from .spec import TableSpec
-from .timeline import KeySpace
+from .timeline import KeySpace, space_for
 
 STATE_LOCK = TableRef("partman", "state")  # the advisory key that serializes creating the state tables
 
@@ -157,7 +157,7 @@ def _apply_table(
     drop, and the creates that needed them. Each partition is either done or untouched at any exit."""
     done: list[Action] = _Done(spec.table, on_done)
     name = str(spec.table)
-    space = KeySpace(shown.key_type, spec.timezone) if shown.key_type else None
+    space = space_for(shown.key_type, spec.timezone, spec.key_encoding) if shown.key_type else None
     try:
         with session_lock(conn, spec.table, ladder):
             view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
@@ -189,7 +189,7 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
                view: catalog.LockView, move_default_rows: bool, done: list[Action]) -> None:
     """The decided plan: creates that need no drop, re-attaches, each detach or drop, then the creates that
     needed them. done grows as each transaction commits, so a failure reports what was completed."""
-    space = KeySpace(todo.key_type, spec.timezone)
+    space = space_for(todo.key_type, spec.timezone, spec.key_encoding)
     converting = [a for a in todo.actions if a.kind is ActionKind.CONVERT]
     if converting and todo.converting:
         _convert(conn, todo, spec, ctx, ladder, space, converting[0], done)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from datetime import date, datetime
 from typing import Any, Callable, Iterable, Iterator, Optional
+from uuid import UUID
 
 import psycopg
 from psycopg import Connection, Cursor, IsolationLevel, sql
@@ -15,6 +16,7 @@ from psycopg.pq import TransactionStatus
 
 from . import conformance, references
 from .companion import Companion, Unexported
+from .encoded import Uuid7
 from .errors import CatalogError, LockBusy
 from .lock import Ladder, attempts
 from .model import Bounds, KeyType, KeyValue, TableRef
@@ -40,10 +42,9 @@ ROW_COUNT_CAP = 10_000
 
 _STRATEGY = {"r": "range", "l": "list", "h": "hash"}
 
-# Every statement of a read runs under the ladder's lock_timeout: a read that waits behind an ACCESS EXCLUSIVE
-# lock (a migration, a VACUUM FULL) gives up after one step instead of hanging, and is retried later.
-# Every read's session: bounds printed in UTC and ISO, a bounded lock wait, no parallel workers and no JIT. A
-# catalog read is short: starting workers cost more than they save (and a companion already uses a second backend),
+# Every read's session: bounds printed in UTC and ISO; the ladder's lock_timeout, so a read that waits behind an
+# ACCESS EXCLUSIVE lock (a migration, a VACUUM FULL) gives up after one step instead of hanging, and is retried
+# later; no parallel workers and no JIT. A catalog read is short: starting workers cost more than they save (and a companion already uses a second backend),
 # and JIT compiling the shapes query cost PostgreSQL 15 2 s of its 2.2 s (bench/plan_scale.py).
 _SETTINGS = """
 SELECT set_config('TimeZone', 'UTC', true),
@@ -361,34 +362,22 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         cur.execute(_PARENTS, by_table)
         parents = {TableRef(row[0], row[1]): row for row in cur.fetchall()}
         oids = [row[2] for row in parents.values() if row[2] is not None]
-        shapes_job, taken_job, refs_job = _independent(conn, specs, refs, parents, oids)
-        log_job, summary_job, config_job = _state_rows(state_schema, by_table, log_exists, config_exists, digests)
-        # Few rows and much server work at the front (a companion takes them); many rows to parse at the back.
-        jobs = [shapes_job, taken_job, summary_job, refs_job, config_job, log_job]
+        # The catalog's questions that rest on the parents alone may go to a companion (few rows, much server work);
+        # partman's state tables are read here only, so no second session ever waits for a lock on them.
+        jobs = _independent(conn, specs, refs, parents, oids)
         if another is not None and sum(row[-1] or 0 for row in parents.values()) >= COMPANION_FROM:
             beside = Companion.start(cur, another, sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{wait_ms}ms")), jobs)
         else:
             beside = Companion(jobs)
-        cur.execute(_PARTITIONS, {"parents": oids})
-        children: dict[int, list] = {}
-        for row in cur.fetchall():
-            children.setdefault(row[0], []).append(row)
-        tables = {ref: _table_state(ref, parents[ref], children) for ref in refs}
-        shapes, others, summary, found, configs, (managed, detached) = beside.results(cur)
-        tables = {
-            ref: replace(
-                t,
-                managed=frozenset(managed.get((ref.schema, ref.name), ())),
-                detached=tuple(detached.get((ref.schema, ref.name), ())),
-                config=configs.get(ref),
-                log_high_water=summary[ref][1],
-                digest=summary[ref][0],
-                references=found.get(t.oid, ()),
-                shape=shapes.parents.get(t.oid),
-                drifted=shapes.partitions.get(t.oid, {}),
-            )
-            for ref, t in tables.items()
-        }
+        with beside:
+            cur.execute(_PARTITIONS, {"parents": oids})
+            children: dict[int, list] = {}
+            for row in cur.fetchall():
+                children.setdefault(row[0], []).append(row)
+            tables = {ref: _table_state(ref, parents[ref], children) for ref in refs}
+            tables = _with_state(tables, *_state(cur, state_schema, by_table, log_exists, config_exists, digests))
+            shapes, others, found = beside.results(cur)
+        tables = _with_catalog(tables, shapes, found)
         taken = _taken(others, tables, children)
         tables = _with_missing_types(cur, specs, tables)
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
@@ -401,9 +390,9 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
 
 def _independent(conn: Connection, specs: list[TableSpec], refs: list[TableRef], parents: dict[TableRef, tuple],
                  oids: list[int]) -> list[Callable[[Cursor], Any]]:
-    """The questions that rest on the parents alone, not on each other's answers, longest first: a companion can
-    ask them while the caller reads the partitions. Names that may collide, foreign keys into the range-partitioned
-    parents, and the parents' shapes with their partitions that differ (conformance.py)."""
+    """The catalog's questions that rest on the parents alone, not on each other's answers, the costliest to the
+    server first: the parents' shapes with their partitions that differ (conformance.py), names that may collide,
+    foreign keys into the range-partitioned parents. A companion can ask them while the caller reads the partitions."""
     pairs = outermost((r.schema, name_prefix(r.name)) for r in refs)
     ends = [past_prefix(b, conn.info.parameter_status("server_encoding")) for _, b in pairs]
     taken_params = {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs], "ends": ends, "parents": oids}
@@ -418,24 +407,33 @@ def _independent(conn: Connection, specs: list[TableSpec], refs: list[TableRef],
     return [lambda cur: conformance.read(cur, wanted), taken, lambda cur: references.read(cur, list(ranged.values()))]
 
 
-def _state_rows(state_schema: str, by_table: dict, log_exists: bool, config_exists: bool, digests: bool
-                ) -> list[Callable[[Cursor], Any]]:
-    """The questions of partman's state tables (under the read's lock_timeout): the live partition_log rows, each
-    table's log high-water mark (and with digests, its structure digest), the partition_config rows."""
-    def log(cur: Cursor) -> tuple[dict, dict]:
-        return _log_rows(cur, state_schema, by_table) if log_exists else ({}, {})
+def _state(cur: Cursor, state_schema: str, by_table: dict, log_exists: bool, config_exists: bool, digests: bool
+           ) -> tuple[dict, dict, dict, dict]:
+    """partman's state tables, under the read's lock_timeout: the live partition_log rows (managed ranges, detached
+    entries), each table's log high-water mark (and with digests, its structure digest), the partition_config rows."""
+    managed, detached = _log_rows(cur, state_schema, by_table) if log_exists else ({}, {})
+    if digests:
+        cur.execute(_digest_query(state_schema, log_exists, config_exists), by_table)
+    else:
+        cur.execute(_high_water_query(state_schema, log_exists), by_table)
+    summary = {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
+    configs = _config_rows(cur, state_schema, by_table) if config_exists else {}
+    return managed, detached, summary, configs
 
-    def summary(cur: Cursor) -> dict[TableRef, tuple]:
-        if digests:
-            cur.execute(_digest_query(state_schema, log_exists, config_exists), by_table)
-        else:
-            cur.execute(_high_water_query(state_schema, log_exists), by_table)
-        return {TableRef(s_, n_): (d, hw) for s_, n_, d, hw in cur.fetchall()}
 
-    def configs(cur: Cursor) -> dict[TableRef, ConfigRow]:
-        return _config_rows(cur, state_schema, by_table) if config_exists else {}
+def _with_state(tables: dict[TableRef, TableState], managed: dict, detached: dict, summary: dict, configs: dict
+                ) -> dict[TableRef, TableState]:
+    return {ref: replace(t, managed=frozenset(managed.get((ref.schema, ref.name), ())),
+                         detached=tuple(detached.get((ref.schema, ref.name), ())), config=configs.get(ref),
+                         log_high_water=summary[ref][1], digest=summary[ref][0])
+            for ref, t in tables.items()}
 
-    return [log, summary, configs]
+
+def _with_catalog(tables: dict[TableRef, TableState], shapes: conformance.Shapes, found: dict) -> dict[TableRef, TableState]:
+    """The parents' shapes and the foreign keys into them, from _independent's questions."""
+    return {ref: replace(t, references=found.get(t.oid, ()), shape=shapes.parents.get(t.oid),
+                         drifted=shapes.partitions.get(t.oid, {}))
+            for ref, t in tables.items()}
 
 
 def _taken(others: list[TableRef], tables: dict[TableRef, TableState], children: dict[int, list]) -> frozenset[TableRef]:
@@ -690,6 +688,7 @@ def _log_entry(row: tuple) -> LogEntry:
 
 _RANGE = re.compile(r"^FOR VALUES FROM \((.+)\) TO \((.+)\)$")
 _LITERAL = re.compile(r"^'((?:[^']|'')*)'(?:::[a-z ]+)?$")
+_BARE_INTEGER = re.compile(r"^-?[0-9]+$")  # pg_get_expr prints a positive integer bound without quotes
 
 
 @lru_cache(maxsize=1 << 16)
@@ -711,6 +710,8 @@ def parse_value(text: str, key_type: KeyType) -> Optional[KeyValue]:
     text = text.strip()
     if text in ("MINVALUE", "MAXVALUE"):
         return None
+    if not key_type.is_time:
+        return _encoded_value(text, key_type)
     m = _LITERAL.match(text)
     if not m:
         raise ValueError(text)
@@ -724,6 +725,22 @@ def parse_value(text: str, key_type: KeyType) -> Optional[KeyValue]:
     if (key_type is KeyType.TIMESTAMPTZ) != (value.tzinfo is not None):
         raise ValueError(text)
     return value
+
+
+def _encoded_value(text: str, key_type: KeyType) -> KeyValue:
+    """An integer or uuid bound; a UUID that is not the smallest UUIDv7 of its millisecond is no time partman reads."""
+    m = _LITERAL.match(text)
+    raw = m.group(1) if m else text
+    if key_type is KeyType.UUID:
+        if not m:
+            raise ValueError(text)
+        value = UUID(raw)
+        if not Uuid7().fits(value):
+            raise ValueError(text)
+        return value
+    if not _BARE_INTEGER.match(raw):
+        raise ValueError(text)
+    return int(raw)
 
 
 def default_row_counts(conn: Connection, states: Iterable[TableState], ladder: Ladder, cap: int = 1_000_000

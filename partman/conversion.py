@@ -195,8 +195,10 @@ def refusals(spec: TableSpec, s: Survey) -> list[str]:
     t, key = spec.table, spec.partition_key
     if s.key_attnum is None:
         return [f"{t}: column {key} does not exist; fix partition_key in {spec.source}"]
-    if s.key_type is None:
-        return [f"{t}: partition key {key} has type {s.key_type_name}; partman converts timestamptz, timestamp and date keys"]
+    if s.key_type is None or not s.key_type.is_time:
+        # An epoch or UUIDv7 key's cutover CHECK and legacy range are not read back yet: refused, not guessed at.
+        return [f"{t}: partition key {key} has type {s.key_type_name}; partman converts timestamptz, timestamp and date"
+                " keys (an integer or uuid key that holds a time: partition the table, then manage it)"]
     found = _table_refusals(t, key, s) + _index_refusals(t, key, s) + _dependent_refusals(t, s)
     return found
 

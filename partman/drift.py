@@ -17,7 +17,8 @@ from . import statistics
 from .plan import BUSY, ActionKind, Plan, Reason, TablePlan
 from .snapshot import Snapshot, TableState
 from .spec import TableSpec
-from .timeline import Grid, KeySpace, window
+from .encoded import shown
+from .timeline import Grid, KeySpace, space_for, window
 
 
 # drift --format json's shape; raised when a field changes meaning or goes away (adding one does not).
@@ -116,7 +117,7 @@ def _table(
     spec: TableSpec, state: TableState, tp: TablePlan, now: datetime, default_rows: dict[int, int], min_runway: Optional[Span],
     locked_defaults: frozenset[int] = frozenset(),
 ) -> TableDrift:
-    space = KeySpace(tp.key_type, spec.timezone) if tp.key_type else None
+    space = space_for(tp.key_type, spec.timezone, spec.key_encoding) if tp.key_type else None
     floor = _min_runway(spec, now, min_runway)
     findings: list[Finding] = []
     if state.oid is None:
@@ -129,11 +130,11 @@ def _table(
     creates = [a for a in tp.actions if a.kind is ActionKind.CREATE]
     if state.oid is not None and creates:
         for a in creates:
-            findings.append(Finding(Kind.MISSING, f"missing inside the premake horizon: [{iso(a.bounds.start) or 'MINVALUE'},"
-                                    f" {iso(a.bounds.end) or 'MAXVALUE'})", str(a.partition)))
+            findings.append(Finding(Kind.MISSING, "missing inside the premake horizon: "
+                                    + shown(a.bounds, tp.key_type, tp.key_encoding), str(a.partition)))
         if space:
             for gap in _gaps(state, spec, space, now):
-                findings.append(Finding(Kind.GAP, f"no partition covers [{iso(gap.start)}, {iso(gap.end)})"))
+                findings.append(Finding(Kind.GAP, f"no partition covers {shown(gap, tp.key_type, tp.key_encoding)}"))
     for n in tp.unmanaged:
         findings.append(Finding(Kind.UNMANAGED, n.why, str(n.partition)))
     adopting = [a for a in tp.actions if a.kind is ActionKind.ADOPT]
@@ -189,6 +190,7 @@ def _min_runway(spec: TableSpec, now: datetime, given: Optional[Span]) -> float:
 
 
 def _instant(value: KeyValue, space: KeySpace) -> datetime:
+    value = space.instant(value)
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=space.zone)
     return datetime.combine(value, datetime.min.time(), tzinfo=space.zone)

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Optional, Union
+from uuid import UUID
 
-KeyValue = Union[date, datetime]
+# A key value: a date or timestamp for time keys, an int for epoch numbers, a UUID for UUIDv7 (encoded.py).
+KeyValue = Union[date, datetime, int, UUID]
 
 
 @dataclass(frozen=True, order=True)
@@ -30,11 +32,20 @@ class TableRef:
 
 
 class KeyType(str, Enum):
-    """The partition key types partman manages, spelled as format_type() spells them."""
+    """The partition key types partman manages, spelled as format_type() spells them. The integer types and uuid
+    hold times in an encoding (encoded.py: epoch numbers, UUIDv7), which the spec's key_encoding names."""
 
     TIMESTAMPTZ = "timestamp with time zone"
     TIMESTAMP = "timestamp without time zone"
     DATE = "date"
+    SMALLINT = "smallint"
+    INTEGER = "integer"
+    BIGINT = "bigint"
+    UUID = "uuid"
+
+    @property
+    def is_time(self) -> bool:
+        return self in (KeyType.TIMESTAMPTZ, KeyType.TIMESTAMP, KeyType.DATE)
 
     @classmethod
     def from_catalog(cls, type_name: str) -> Optional["KeyType"]:
@@ -48,6 +59,14 @@ class KeyType(str, Enum):
             "timestamp": cls.TIMESTAMP,
             "timestamp without time zone": cls.TIMESTAMP,
             "date": cls.DATE,
+            "smallint": cls.SMALLINT,
+            "int2": cls.SMALLINT,
+            "integer": cls.INTEGER,
+            "int": cls.INTEGER,
+            "int4": cls.INTEGER,
+            "bigint": cls.BIGINT,
+            "int8": cls.BIGINT,
+            "uuid": cls.UUID,
         }
         return aliases.get(" ".join(type_name.lower().split()))
 
@@ -72,9 +91,12 @@ def _lt(start: Optional[KeyValue], end: Optional[KeyValue]) -> bool:
 
 
 def iso(value: Optional[KeyValue]) -> Optional[str]:
-    """ISO-8601; timestamps with their offset, always shown in UTC for timestamptz keys."""
+    """ISO-8601; timestamps with their offset, always shown in UTC for timestamptz keys. An epoch number or a UUID
+    as its own text (a string in JSON too: a bigint does not fit a JSON number's exact range)."""
     if value is None:
         return None
+    if isinstance(value, (int, UUID)):
+        return str(value)
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(timezone.utc).isoformat()
     return value.isoformat()

@@ -43,6 +43,7 @@ def fit(stem: str, suffix: str) -> str:
 
 
 def _stamp(grid: Grid, value) -> str:
+    value = grid.space.instant(value)  # an epoch number or UUIDv7 is named for its instant, in the spec's zone
     if isinstance(value, datetime):
         local = value.astimezone(grid.space.zone) if value.tzinfo else value
         if local.time() != datetime.min.time():

@@ -184,7 +184,9 @@ class PartSet:
 
     @property
     def key_type(self) -> Optional[KeyType]:
-        return KeyType.from_catalog(self.control_type) if self.control_type else None
+        """The control column's time type; None for any other (the import takes time-based sets only)."""
+        key_type = KeyType.from_catalog(self.control_type) if self.control_type else None
+        return key_type if key_type is not None and key_type.is_time else None
 
 
 @dataclass(frozen=True)
@@ -254,9 +256,14 @@ def _sets(cur, schema: str, columns: set[str], has_sub: bool) -> list[PartSet]:
     for parent, nspname, relname, bound in cur.execute(_CHILDREN, {"parents": [o for o in oids if o]}).fetchall():
         children.setdefault(parent, []).append((TableRef(nspname, relname), bound))
     # Intervals only of time sets: an id set's partition_interval is a number ('10', which would read as seconds).
-    texts = {t for row in rows if KeyType.from_catalog(row[_CONTROL_TYPE] or "") for t in (row[3], row[6]) if t}
+    texts = {t for row in rows if _is_time(row[_CONTROL_TYPE]) for t in (row[3], row[6]) if t}
     canonical = {t: _canonical(cur, t) for t in sorted(texts)}
     return _extras(cur, [_part_set(row, children, canonical) for row in rows])
+
+
+def _is_time(type_name: Optional[str]) -> bool:
+    key_type = KeyType.from_catalog(type_name or "")
+    return key_type is not None and key_type.is_time
 
 
 _TRUNC = {Interval.DAILY: "day", Interval.WEEKLY: "week", Interval.MONTHLY: "month", Interval.QUARTERLY: "quarter",

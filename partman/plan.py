@@ -7,6 +7,7 @@ from datetime import date, datetime
 from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Optional
+from uuid import UUID
 
 from .conformance import Change
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
@@ -233,6 +234,7 @@ class TablePlan:
     # Why apply refuses this table (a privilege the connected role lacks); the plan is shown all the same.
     refused: Optional[str] = None
     analyze: Optional[str] = None  # why apply analyzes the parent (statistics.py); None: it does not
+    key_encoding: Optional[str] = None  # the time an integer or uuid key holds (encoded.py): plans show it beside each bound
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
     observation: Observation = field(default_factory=Observation, compare=False, repr=False)
@@ -292,6 +294,7 @@ class TablePlan:
             **({"conversion": self.conversion.to_dict()} if self.conversion else {}),
             **({"refused": self.refused} if self.refused else {}),
             **({"analyze": self.analyze} if self.analyze else {}),
+            **({"key_encoding": self.key_encoding} if self.key_encoding else {}),
             "observed_fingerprint": self.observed_fingerprint,
             "spec_fingerprint": self.spec_fingerprint,
         }
@@ -314,6 +317,7 @@ class TablePlan:
             conversion=_conversion(d.get("conversion"), kt),
             refused=d.get("refused"),
             analyze=d.get("analyze"),
+            key_encoding=d.get("key_encoding"),
             observation=Observation(lambda: observed or {}),
         )
 
@@ -385,4 +389,8 @@ def parse_key(text: Optional[str], key_type: Optional[KeyType]) -> Optional[KeyV
         return None
     if key_type is KeyType.DATE:
         return date.fromisoformat(text)
+    if key_type is KeyType.UUID:
+        return UUID(text)
+    if key_type is not None and not key_type.is_time:
+        return int(text)
     return datetime.fromisoformat(text)

@@ -14,7 +14,8 @@ from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from . import statistics
 from .spec import TableSpec
-from .timeline import Grid, KeySpace, retention_cutoff, window
+from .encoded import encoding_problem
+from .timeline import Grid, KeySpace, retention_cutoff, space_for, window
 
 KEPT_WITH_ROWS = "PM101"
 UNMANAGED = "PM201"
@@ -74,7 +75,7 @@ def _layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional
     key_type = state.key_type if state.oid is not None else spec.declared_key_type
     if key_type is None:
         return None
-    return Grid(spec.interval, KeySpace(key_type, spec.timezone)), key_type
+    return Grid(spec.interval, space_for(key_type, spec.timezone, spec.key_encoding)), key_type
 
 
 def _log_key(p: Partition, space: KeySpace) -> tuple[Optional[datetime], Optional[datetime]]:
@@ -144,7 +145,7 @@ def _plan_table(
         return TablePlan(key_type=None, errors=tuple(errors), **base)
     grid, key_type = layout
     t = _Table(spec, state, grid, [], [], [], [], retention_cutoff(grid.space, now, spec.retention))
-    if spec.timezone != "UTC" and key_type is not KeyType.TIMESTAMPTZ:
+    if spec.timezone != "UTC" and key_type in (KeyType.TIMESTAMP, KeyType.DATE):
         t.warnings.append(Note(ZONE_IGNORED, spec.table, Bounds(None, None),
                                f"timezone {spec.timezone} on a {key_type.value} key: boundaries are the key's own"
                                f" {'dates' if key_type is KeyType.DATE else 'wall-clock times'}; the zone only"
@@ -167,14 +168,16 @@ def _plan_table(
     missing = _missing(spec, state) or _shape_problem(spec, state)
     if missing:
         return TablePlan(key_type=key_type, errors=(missing,), **base)
-    wanted_config = desired_config(spec)
+    # An encoded key has no partition_config row: the SQL face computes time bounds, which such a column refuses.
+    wanted_config = desired_config(spec) if key_type.is_time else None
     changed = state.oid is None or any(a.kind in _CHANGES_PARTITIONS for a in t.actions)
     return TablePlan(
         key_type=key_type,
+        key_encoding=grid.space.encoding,
         refused=_unprivileged(spec, state, t.actions),
         analyze=statistics.due(spec, state, changed, now),
         create_parent=state.oid is None,
-        config=wanted_config if wanted_config != state.config else None,
+        config=wanted_config if wanted_config is not None and wanted_config != state.config else None,
         actions=tuple(sorted(t.actions, key=_action_order)),
         kept=tuple(sorted(t.kept, key=_note_order)),
         unmanaged=tuple(sorted(t.unmanaged, key=_note_order)),
@@ -463,8 +466,11 @@ def _check_parent(spec: TableSpec, state: TableState, survey=None) -> list[str]:
     if state.key_type is None:
         return [
             f"{spec.table}: partition key {spec.partition_key} has type {state.key_type_name};"
-            " partman manages timestamptz, timestamp and date keys"
+            " partman manages timestamptz, timestamp and date keys, and integer, bigint and uuid keys that hold a time"
         ]
+    problem = encoding_problem(spec.key_encoding, state.key_type)
+    if problem:
+        return [f"{spec.table}: {problem} ({spec.source})"]
     declared = spec.declared_key_type
     if declared is not None and declared is not state.key_type:
         return [
@@ -622,13 +628,7 @@ def _unprivileged(spec: TableSpec, state: TableState, actions: list[Action]) -> 
 
 def from_log(value: Optional[datetime], space: KeySpace) -> Optional[KeyValue]:
     """The inverse of KeySpace.to_log."""
-    if value is None:
-        return None
-    if space.key_type is KeyType.DATE:
-        return value.date()
-    if space.key_type is KeyType.TIMESTAMP:
-        return value.replace(tzinfo=None)
-    return value
+    return space.from_log(value)
 
 
 def _gaps(window: Bounds, obstacles: list[Bounds]) -> list[Bounds]:

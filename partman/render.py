@@ -4,9 +4,11 @@ outcome of an apply as JSON, and drift as text, JSON, markdown and Prometheus me
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 from .console import plural
 from .drift import Kind as DriftKind, days as drift_days
+from .encoded import shown
 from .model import Bounds, iso
 from .plan import REVIEWED, Action, ActionKind, Plan, Reason, TablePlan
 
@@ -75,7 +77,7 @@ def _table_lines(t: TablePlan) -> list[str]:
             continue
         else:
             rows = f"  ({'; '.join([_rows(a)] + [c.text() for c in a.cascade])})"
-        lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds)}  {a.reason.value}{rows}")
+        lines.append(f"  {_SIGN[a.kind]} {a.kind.value:<8} {a.partition}  {_range(a.bounds, t)}  {a.reason.value}{rows}")
     if t.busy:
         lines.append("  ! busy     locked by another session: planned with what is known (see PM208 below)")
     if t.config is not None:
@@ -86,9 +88,9 @@ def _table_lines(t: TablePlan) -> list[str]:
     if t.refused and t.changes:
         lines.append(f"  ! refused  apply will refuse this table: {t.refused}")
     for n in t.kept:
-        lines.append(f"  ~ kept     {n.partition}  {_range(n.bounds)}  {n.code} {n.why}")
+        lines.append(f"  ~ kept     {n.partition}  {_range(n.bounds, t)}  {n.code} {n.why}")
     for n in t.unmanaged:
-        lines.append(f"  ! unmanaged {n.partition}  {_range(n.bounds)}  {n.code} {n.why}")
+        lines.append(f"  ! unmanaged {n.partition}  {_range(n.bounds, t)}  {n.code} {n.why}")
     for n in t.warnings:
         lines.append(f"  ! warning  {n.partition}  {n.code} {n.why}")
     if not (t.errors or t.changes or t.kept or t.unmanaged or t.warnings):
@@ -108,8 +110,8 @@ def _settings(config) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.to_dict().items() if v is not None)
 
 
-def _range(b: Bounds) -> str:
-    return f"[{iso(b.start) or 'MINVALUE'}, {iso(b.end) or 'MAXVALUE'})"
+def _range(b: Bounds, t: Optional[TablePlan] = None) -> str:
+    return shown(b, t.key_type, t.key_encoding) if t is not None else shown(b)
 
 
 def _rows(a: Action) -> str:

@@ -190,7 +190,8 @@ class Snapshot:
     """Everything the planner needs from one database, read in a fixed number of queries."""
 
     tables: dict[TableRef, TableState]
-    taken_names: frozenset[TableRef] = frozenset()  # relations in the managed tables' schemas
+    taken_names: frozenset[TableRef] = frozenset()  # names a new partition may not take: relations and types named
+    # like the managed tables' partitions in their schemas, and every partition of theirs
     has_rows: dict[int, bool] = field(default_factory=dict)  # OID -> EXISTS, for the partitions that need it
     # Partitions whose row presence is unknown: another session held them locked for the whole ladder.
     busy: frozenset[int] = frozenset()

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SpecError
 from .intervals import Interval, Span
+from .encoded import encoding_problem
 from .model import KeyType, TableRef
 from .yamldoc import Document, JsonPath, load, schema_errors, shown, validator_for
 
@@ -39,7 +40,8 @@ DEFAULT_ENV = "default"
 SPAN_KEYS = ("premake", "retention", "retention_grace")
 _OPTIONAL_FLAGS = ("adopt", "convert", "retention_keep_table")
 DEFAULT_ANALYZE = "after_changes"
-_DEFAULTS = {"tablespace": None, "storage_parameters": (), "unlogged": None, "conform": True, "on_reference": "block"}
+_DEFAULTS = {"tablespace": None, "storage_parameters": (), "unlogged": None, "conform": True, "on_reference": "block",
+             "key_encoding": None}
 # Storage parameters of a table (and, prefixed toast., of its TOAST table) a spec may give its partitions, with the
 # values the server takes: (low, high) for numbers (an int where both are ints), "bool", or the words allowed.
 # The last two in the list are PostgreSQL 18's; an older server refuses them at apply.
@@ -98,6 +100,7 @@ class TableSpec:
     unlogged: Optional[bool] = None
     conform: bool = True  # plan conforms existing partitions that drifted from the parent; drift reports them
     on_reference: str = "block"  # retention of a partition other tables' rows reference: 'block' or 'cascade'
+    key_encoding: Optional[str] = None  # an integer or uuid key holding a time (encoded.ENCODINGS)
 
     @property
     def analyze_age(self) -> Optional[Span]:
@@ -157,6 +160,7 @@ class TableSpec:
             unlogged=d.get("unlogged"),
             conform=d.get("conform", True),
             on_reference=d.get("on_reference", "block"),
+            key_encoding=d.get("key_encoding"),
         )
 
     def fingerprint(self) -> str:
@@ -484,11 +488,16 @@ def _build(doc: Document, env: str) -> TableSpec:
         if key not in names:
             raise SpecError(f"{where('partition_key')}: partition key {shown(key)} is not among the columns")
         key_column = columns[names.index(key)]
-        if KeyType.from_spec(key_column.type) is None:
+        key_type = KeyType.from_spec(key_column.type)
+        if key_type is None:
             raise SpecError(
                 f"{where('columns')}: partition key {shown(key)} has type {shown(key_column.type)};"
-                " partman manages timestamptz, timestamp and date keys"
+                " partman manages timestamptz, timestamp and date keys, and integer, bigint and uuid keys that hold"
+                " a time (key_encoding)"
             )
+        problem = encoding_problem(merged.get("key_encoding"), key_type)
+        if problem:
+            raise SpecError(f"{where('key_encoding' if merged.get('key_encoding') else 'columns')}: {problem}")
         missing = [c for c in primary_key if c not in names]
         if missing:
             raise SpecError(f"{where('primary_key')}: primary key column {shown(missing[0])} is not among the columns")
@@ -521,4 +530,5 @@ def _build(doc: Document, env: str) -> TableSpec:
         unlogged=merged.get("unlogged"),
         conform=bool(merged.get("conform", True)),
         on_reference=str(merged.get("on_reference", "block")),
+        key_encoding=merged.get("key_encoding"),
     )

@@ -13,7 +13,7 @@ from .lock import Ladder, with_retries
 from .model import TableRef
 from .snapshot import TableState
 from .spec import TableSpec
-from .timeline import KeySpace
+from .timeline import space_for
 
 # An ANALYZE samples a fixed number of rows, so it is short; a budget keeps a huge partition set from holding
 # apply (its lock, SHARE UPDATE EXCLUSIVE, lets writers go on).
@@ -39,7 +39,7 @@ def stale(spec: TableSpec, state: TableState, now: datetime) -> Optional[str]:
     if not state.statistics.collected:
         return "the parent's statistics were never collected"
     at = state.statistics.at
-    space = KeySpace(state.key_type, spec.timezone) if state.key_type else None
+    space = space_for(state.key_type, spec.timezone, spec.key_encoding) if state.key_type else None
     if at is None or space is None or age.add(space.local_moment(at)) <= space.local_moment(now):
         return f"the parent's statistics are older than {age}"
     return None

@@ -294,7 +294,7 @@ def read(cur: Cursor, table: TableRef, oid: int, key: str, *, rows: bool = True)
         **_rewrites(cur, params),
     )
     survey = replace(survey, not_owned=_not_owned(cur, survey))
-    if key_type is None or not rows:
+    if key_type is None or not key_type.is_time or not rows:
         return survey
     return _with_keys(cur, survey, table, key)
 

@@ -1,4 +1,5 @@
-"""The only module that knows calendars and time zones: key values ↔ local dates, windows, cutoffs."""
+"""The only module that knows calendars and time zones: key values ↔ local dates, windows, cutoffs. A key that
+encodes a time (encoded.py: epoch numbers, UUIDv7) is laid out as timestamptz would be, and written as it encodes."""
 
 from __future__ import annotations
 
@@ -18,10 +19,21 @@ class KeySpace:
 
     key_type: KeyType
     tz: str = "UTC"
+    encoding: Optional[str] = None  # encoded.ENCODINGS: the key holds an instant in this encoding
 
     @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
+
+    @cached_property
+    def codec(self):
+        from .encoded import codec
+
+        return codec(self.encoding, self.key_type) if self.encoding else None
+
+    def instant(self, value: KeyValue) -> KeyValue:
+        """An encoded value as the instant it stands for; any other value as it is."""
+        return self.codec.decode(value) if self.codec is not None else value
 
     def at_midnight(self, d: date) -> KeyValue:
         """The key value where local date d begins: local 00:00 as PostgreSQL reads it (see _instant).
@@ -32,10 +44,13 @@ class KeySpace:
             return d
         if self.key_type is KeyType.TIMESTAMP:
             return datetime.combine(d, time())
+        if self.codec is not None:
+            return _encoded(self.codec, datetime.combine(d, time()), self.tz)
         return _instant(datetime.combine(d, time()), self.tz)
 
     def local_date(self, value: KeyValue) -> date:
         """The local date that a key value falls on."""
+        value = self.instant(value)
         if isinstance(value, datetime):
             if value.tzinfo is not None:
                 return value.astimezone(self.zone).date()
@@ -55,6 +70,8 @@ class KeySpace:
             return moment.date()
         if self.key_type is KeyType.TIMESTAMP:
             return moment
+        if self.codec is not None:
+            return _encoded(self.codec, moment, self.tz)
         return _instant(moment, self.tz)
 
     def key_of(self, now: datetime) -> KeyValue:
@@ -66,7 +83,31 @@ class KeySpace:
 
         The map is order-preserving and injective per key type, and the SQL face computes the same
         (`(v::timestamp) AT TIME ZONE 'UTC'`), so both faces match log rows to partitions by bounds."""
-        return None if value is None else _to_log(value)
+        return None if value is None else _to_log(self.instant(value))
+
+    def from_log(self, value: Optional[datetime]) -> Optional[KeyValue]:
+        """The inverse of to_log."""
+        if value is None:
+            return None
+        if self.key_type is KeyType.DATE:
+            return value.date()
+        if self.key_type is KeyType.TIMESTAMP:
+            return value.replace(tzinfo=None)
+        if self.codec is not None:
+            return self.codec.encode(value)
+        return value
+
+
+def space_for(key_type: KeyType, tz: str, encoding: Optional[str] = None) -> KeySpace:
+    """The key space of a key of this type in a spec's zone and key_encoding (a uuid key is UUIDv7 unless told)."""
+    if key_type.is_time:
+        return KeySpace(key_type, tz)
+    return KeySpace(key_type, tz, "uuidv7" if encoding is None and key_type is KeyType.UUID else encoding)
+
+
+@lru_cache(maxsize=1 << 16)
+def _encoded(codec, local: datetime, tz: str) -> KeyValue:
+    return codec.encode(_instant(local, tz))
 
 
 @lru_cache(maxsize=1 << 16)

@@ -18,7 +18,8 @@ What this module owns
 
 What a boundary is
 Only the connection partman opens (`partman.session.connect` is wrapped) is watched; the harness's own side
-connections are not. A boundary is the moment just before partman hands psycopg something to send, or just after
+connections are not. A large read's companion connection is not opened under the harness (so a run's boundaries
+stay in one deterministic order); parallel apply's workers are, so the fault tests run `--parallelism 1`. A boundary is the moment just before partman hands psycopg something to send, or just after
 a COMMIT returned:
 - `statement`: every `Cursor.execute` (so `conn.execute()`, a cursor's `execute()`, and each statement queued
   in a `conn.pipeline()`; in a pipeline, statements queued before it may not have reached the server yet);
@@ -593,8 +594,12 @@ def install_from_env() -> None:
     import psycopg
     from psycopg import pq
 
+    import partman.catalog as catalog
     import partman.session as session
 
+    # One session's boundaries, in one order: a large read's companion connection (partman/companion.py) would add
+    # its own statements, interleaved as the threads happen to run. The companion has its own tests.
+    catalog.COMPANION_FROM = float("inf")
     watched: set[int] = set()
 
     class CountingCursor(psycopg.Cursor):

@@ -12,7 +12,7 @@ from partman.intervals import Interval, Span
 from partman.model import Bounds, KeyType, TableRef
 from partman.snapshot import Partition, Snapshot, TableState
 from partman.spec import Column, TableSpec
-from partman.timeline import KeySpace
+from partman.timeline import space_for
 
 UTC = timezone.utc
 BOOKINGS = TableRef("public", "bookings")
@@ -31,6 +31,7 @@ def spec(
     grace: str = "7 days",
     tz: str = "UTC",
     key_type: str = "timestamptz",
+    key_encoding: Optional[str] = None,
 ) -> TableSpec:
     return TableSpec(
         table=table,
@@ -44,14 +45,16 @@ def spec(
         primary_key=("id", "start_time"),
         env="test",
         source="specs/bookings.yaml:1",
+        key_encoding=key_encoding,
     )
 
 
 class Layout:
     """A table's partitions built up by hand for planner tests; oids are assigned in order."""
 
-    def __init__(self, table: TableRef = BOOKINGS, key_type: KeyType = KeyType.TIMESTAMPTZ, tz: str = "UTC"):
-        self.table, self.key_type, self.space = table, key_type, KeySpace(key_type, tz)
+    def __init__(self, table: TableRef = BOOKINGS, key_type: KeyType = KeyType.TIMESTAMPTZ, tz: str = "UTC",
+                 encoding: Optional[str] = None):
+        self.table, self.key_type, self.space = table, key_type, space_for(key_type, tz, encoding)
         self.partitions: list[Partition] = []
         self.managed: set = set()
         self.rows: dict[int, bool] = {}

@@ -4,6 +4,7 @@ be had, or fails, changes nothing but where the questions are asked."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -179,3 +180,31 @@ def _steady(out: str) -> str:
 def _backends(conn, state):
     return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'partman-companion-test'"
                         " AND (%s::text IS NULL OR state = %s)", (state, state)).fetchone()[0]
+
+
+def test_a_companion_whose_connection_breaks_hands_its_question_back_to_the_caller(conn, db_url):
+    took = threading.Event()
+
+    def ends_its_own_session(cur):
+        if threading.current_thread().name != "partman-companion":
+            return "answered by the caller"
+        took.set()
+        with psycopg.connect(db_url, autocommit=True) as side:
+            side.execute("SELECT pg_terminate_backend(%s)", (cur.connection.info.backend_pid,))
+        cur.execute("SELECT 1")  # the connection is gone: this raises
+    with catalog.consistent_view(conn) as cur:
+        beside = companion.Companion.start(cur, opener(db_url), psycopg.sql.SQL("SELECT 1"),
+                                           [ends_its_own_session, lambda cur: "the caller's own"])
+        assert took.wait(30), "the companion took the first question"
+        assert beside.results(cur) == ["answered by the caller", "the caller's own"]
+
+
+def test_a_caller_that_gives_up_before_asking_for_results_stops_its_companion(tables, conn, db_url):
+    def slow(cur):
+        cur.execute("SELECT pg_sleep(60)")
+    with psycopg.connect(db_url, autocommit=True) as watcher, catalog.consistent_view(conn) as cur:
+        with pytest.raises(KeyboardInterrupt):
+            with companion.Companion.start(cur, opener(db_url), psycopg.sql.SQL("SELECT 1"), [slow, slow]):
+                _until(lambda: _backends(watcher, "active"), "the companion is asleep in its question")
+                raise KeyboardInterrupt  # Ctrl-C while the caller reads its own answers
+        _until(lambda: not _backends(watcher, None), "the companion's connection is closed: its sleep was cancelled")

@@ -16,16 +16,21 @@ from partman.model import KeyType
 from partman.plan import ActionKind, Plan, Reason
 from partman.planner import plan
 from partman.snapshot import LogEntry, Partition, Snapshot
-from partman.timeline import Grid, KeySpace, retention_cutoff, window
+from partman.timeline import Grid, retention_cutoff, space_for, window
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "America/Havana", "Pacific/Chatham"]
-KEY_TYPES = {"timestamptz": KeyType.TIMESTAMPTZ, "timestamp": KeyType.TIMESTAMP, "date": KeyType.DATE}
+KEY_TYPES = {"timestamptz": KeyType.TIMESTAMPTZ, "timestamp": KeyType.TIMESTAMP, "date": KeyType.DATE,
+             "bigint": KeyType.BIGINT, "integer": KeyType.INTEGER, "uuid": KeyType.UUID}
+# Each key kind: its column type and key_encoding. Epoch numbers and UUIDv7 are laid out as timestamptz is.
+KINDS = {"timestamptz": ("timestamptz", None), "timestamp": ("timestamp", None), "date": ("date", None),
+         "epoch_ms": ("bigint", "epoch_ms"), "epoch_s": ("integer", "epoch_s"), "epoch_us": ("bigint", "epoch_us"),
+         "uuidv7": ("uuid", "uuidv7")}
 SPAN = {Interval.DAILY: 40, Interval.WEEKLY: 200, Interval.MONTHLY: 500, Interval.QUARTERLY: 800, Interval.YEARLY: 1500}
 
 
 @st.composite
 def scenarios(draw):
-    key = draw(st.sampled_from(sorted(KEY_TYPES)))
+    key, encoding = KINDS[draw(st.sampled_from(sorted(KINDS)))]
     tz = draw(st.sampled_from(ZONES))
     now = utc(2026, 1, 1) + timedelta(minutes=draw(st.integers(0, 3 * 365 * 24 * 60)))
     old = draw(st.sampled_from(list(Interval)))
@@ -38,9 +43,10 @@ def scenarios(draw):
         grace=draw(st.sampled_from(["0 days", "7 days"])),
         tz=tz,
         key_type=key,
+        key_encoding=encoding,
     )
     s = replace(s, adopt=draw(st.integers(0, 3)) == 0, retention_keep_table=draw(st.integers(0, 3)) == 0)
-    layout = Layout(key_type=KEY_TYPES[key], tz=tz)
+    layout = Layout(key_type=KEY_TYPES[key], tz=tz, encoding=encoding)
     grid = Grid(old, layout.space)
     local_now = layout.space.local_moment(now).date()
     boundary = old.floor(local_now - timedelta(days=SPAN[old]))
@@ -68,7 +74,7 @@ def simulate(snapshot: Snapshot, p: Plan) -> Snapshot:
     """What apply leaves behind, on the snapshot value: the model the properties are checked against."""
     (tp,) = p.tables
     state = snapshot.tables[BOOKINGS]
-    space = KeySpace(tp.key_type, "UTC")
+    space = space_for(tp.key_type, "UTC", tp.key_encoding)
     parts = {x.ref: x for x in state.partitions}
     managed = set(state.managed)
     detached = {(e.start, e.end): e for e in state.detached}

@@ -101,10 +101,41 @@ def test_an_unknown_time_zone_is_refused(tmp_path):
 
 def test_a_key_column_of_another_type_is_refused(tmp_path):
     data = spec_data()
-    data["columns"][1]["type"] = "bigint"
+    data["columns"][1]["type"] = "text"
     write_spec(tmp_path, data)
     with pytest.raises(SpecError, match="partman manages timestamptz, timestamp and date keys"):
         load_specs([tmp_path], "test")
+
+
+def test_a_bigint_key_without_an_encoding_is_refused_at_the_spec_line(tmp_path):
+    data = spec_data()
+    data["columns"][1]["type"] = "bigint"
+    path = write_spec(tmp_path, data)
+    with pytest.raises(SpecError, match=rf"{path}:\d+: a bigint partition key needs key_encoding: epoch_s, epoch_ms"):
+        load_specs([tmp_path], "test")
+
+
+@pytest.mark.parametrize("key_type, encoding, why", [
+    ("integer", "epoch_ms", "key_encoding epoch_ms needs a bigint key, not integer"),
+    ("timestamptz", "epoch_s", "key_encoding epoch_s is for integer, bigint and uuid keys"),
+    ("bigint", "uuidv7", "key_encoding uuidv7 needs a uuid key, not bigint"),
+])
+def test_an_encoding_the_key_type_cannot_hold_is_refused_at_its_line(tmp_path, key_type, encoding, why):
+    data = spec_data(key_encoding=encoding)
+    data["columns"][1]["type"] = key_type
+    path = write_spec(tmp_path, data)
+    with pytest.raises(SpecError, match=rf"{path}:\d+: {why}"):
+        load_specs([tmp_path], "test")
+
+
+@pytest.mark.parametrize("key_type, encoding", [("bigint", "epoch_ms"), ("integer", "epoch_s"), ("bigint", "epoch_us"),
+                                                ("uuid", None), ("uuid", "uuidv7")])
+def test_a_key_that_holds_a_time_is_accepted(tmp_path, key_type, encoding):
+    data = spec_data(**({"key_encoding": encoding} if encoding else {}))
+    data["columns"][1]["type"] = key_type
+    write_spec(tmp_path, data)
+    (spec,) = load_specs([tmp_path], "test")
+    assert spec.key_encoding == encoding
 
 
 def test_the_same_table_in_two_files_is_refused(tmp_path):
@@ -124,7 +155,9 @@ def test_the_example_specs_are_valid_in_every_environment():
     root = Path(__file__).parent.parent
     for env in ("dev", "staging", "prod"):
         specs = load_specs([root / "specs"], env, known_envs=["dev", "staging", "prod"])
-        assert [str(s.table) for s in specs] == ["public.amenity_booking"]
+        assert sorted(str(s.table) for s in specs) == ["public.amenity_booking", "public.audit_events",
+                                                       "public.sensor_readings"]
+        assert {s.key_encoding for s in specs} == {None, "epoch_ms"}
 
 
 def test_the_generated_validators_match_the_json_schemas():

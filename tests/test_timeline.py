@@ -1,10 +1,13 @@
 from datetime import date, datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from helpers import utc
 
 from partman.intervals import Interval, Span
 from partman.model import Bounds, KeyType
-from partman.timeline import Grid, KeySpace, retention_cutoff, window
+from partman.timeline import Grid, KeySpace, retention_cutoff, space_for, window
 
 TZ = KeySpace(KeyType.TIMESTAMPTZ)
 
@@ -147,3 +150,31 @@ def test_midnights_stay_strictly_increasing_in_zones_whose_clocks_change_at_midn
         midnights = [space.at_midnight(d) for d in days]
         assert all(a < b for a, b in zip(midnights, midnights[1:])), tz
         assert all(space.local_date(m) == d for m, d in zip(midnights, days)), tz
+
+
+@given(st.sampled_from(["epoch_s", "epoch_ms", "epoch_us", "uuidv7"]), st.sampled_from(list(Interval)),
+       st.sampled_from(["UTC", "Europe/Berlin", "America/Havana", "Pacific/Chatham"]),
+       st.integers(0, 4 * 365 * 24 * 60), st.sampled_from([None, "0 days", "10 days", "3 months"]))
+def test_an_encoded_key_is_laid_out_as_timestamptz_and_written_as_it_encodes(encoding, interval, tz, minutes, premake):
+    key_type = {"epoch_s": KeyType.BIGINT, "uuidv7": KeyType.UUID}.get(encoding, KeyType.BIGINT)
+    encoded, plain = space_for(key_type, tz, encoding), KeySpace(KeyType.TIMESTAMPTZ, tz)
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+    span = Span.parse(premake) if premake else None
+    w, t = window(Grid(interval, encoded), now, span), window(Grid(interval, plain), now, span)
+    assert (w.start, w.end) == (encoded.codec.encode(t.start), encoded.codec.encode(t.end))
+    for a, b in zip(Grid(interval, encoded).pieces(w), Grid(interval, plain).pieces(t)):
+        assert (encoded.instant(a.start), encoded.instant(a.end)) == (b.start, b.end)
+        assert encoded.to_log(a.start) == plain.to_log(b.start) and encoded.from_log(encoded.to_log(a.start)) == a.start
+    assert encoded.key_of(now) <= encoded.codec.encode(now + timedelta(milliseconds=1))
+
+
+@given(st.integers(0, 2 ** 47), st.integers(0, 2 ** 74 - 1))
+def test_a_uuidv7_sorts_within_its_millisecond_bounds(ms, random_bits):
+    from partman.encoded import EPOCH, Uuid7, uuid7
+
+    instant = EPOCH + timedelta(milliseconds=ms)
+    u = uuid7(instant, random_bits)
+    assert u.version == 7 and u.variant == "specified in RFC 4122"
+    assert Uuid7().encode(instant) <= u < Uuid7().encode(instant + timedelta(milliseconds=1))
+    assert Uuid7().decode(u) == instant and Uuid7().fits(Uuid7().encode(instant))
+    assert Uuid7().fits(u) == (random_bits == 0)
