@@ -58,6 +58,9 @@ _ALL = [
                " persistence (UNLOGGED) or access method (changing them rewrites the table under ACCESS EXCLUSIVE: do it"
                " yourself in a quiet hour), a privilege another role granted (only that role can revoke it), or a"
                " partition whose owner the connected role cannot act for"),
+    Diagnostic("PM216", "history before retention",
+               "history_from reaches further back than retention keeps: retention wins, so no partition is made before"
+               " its cutoff (rows older than that belong nowhere); move history_from later or lengthen retention"),
     Diagnostic("PM301", "blocked by the future-data check",
                "a partition about to be dropped holds rows now: nothing of that table changed; check the rows and retention"),
     Diagnostic("PM302", "stale plan", "the database changed since the plan was made: run plan again and review it"),

@@ -213,7 +213,7 @@ def _runway(state: TableState, space: KeySpace, now: datetime) -> float:
 
 def _gaps(state: TableState, spec: TableSpec, space: KeySpace, now: datetime) -> list[Bounds]:
     """Holes between existing partitions inside the premake window (the tail beyond the last is 'missing')."""
-    w = window(Grid(spec.interval, space), now, spec.premake)
+    w = window(Grid(spec.interval, space), now, spec.premake, spec.history_from)
     inside = [p.bounds for p in state.partitions if p.bounds.overlaps(w)]
     return [
         Bounds(a.end, b.start)

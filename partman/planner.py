@@ -30,6 +30,7 @@ DETACHED_OVERLAPPED = "PM210"
 ADOPTED_EXPIRED = "PM211"
 DEFAULT_NOT_ADOPTED = "PM212"
 GAP = "PM213"
+HISTORY_RETAINED = "PM216"
 MAX_PARTITIONS_PER_PLAN = 5000
 
 
@@ -164,7 +165,7 @@ def _plan_table(
     _note_default(t, has_rows, busy, bool(creates))
     _conform(t)
     if any(a.kind is ActionKind.ADOPT for a in t.actions):
-        _adoption_notes(t, window(grid, now, spec.premake).start)
+        _adoption_notes(t, window(grid, now, spec.premake, spec.history_from).start)
     missing = _missing(spec, state) or _shape_problem(spec, state)
     if missing:
         return TablePlan(key_type=key_type, errors=(missing,), **base)
@@ -311,9 +312,14 @@ def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[P
     """The ranges to create: the window's gaps cut into slots (and bridges), past retention's cutoff; an empty
     partition of the old layout stays where it is a wanted slot and is dropped where it is not."""
     cutoff = t.cutoff
+    covered = window(t.grid, now, t.spec.premake, t.spec.history_from)
+    if t.spec.history_from is not None and cutoff is not None and covered.start < cutoff:
+        t.warnings.append(Note(HISTORY_RETAINED, t.spec.table, Bounds(covered.start, cutoff),
+                               f"history_from {t.spec.history_from.isoformat()} reaches before retention's cutoff"
+                               f" ({iso(t.grid.space.instant(cutoff))}): retention wins, partitions begin at the cutoff"))
     wanted = [
         piece
-        for gap in _gaps(window(t.grid, now, t.spec.premake), obstacles)
+        for gap in _gaps(covered, obstacles)
         for piece in t.grid.pieces(gap)
         if cutoff is None or piece.end > cutoff
     ]

@@ -9,10 +9,11 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass, fields
+from datetime import date, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SpecError
@@ -41,7 +42,7 @@ SPAN_KEYS = ("premake", "retention", "retention_grace")
 _OPTIONAL_FLAGS = ("adopt", "convert", "retention_keep_table")
 DEFAULT_ANALYZE = "after_changes"
 _DEFAULTS = {"tablespace": None, "storage_parameters": (), "unlogged": None, "conform": True, "on_reference": "block",
-             "key_encoding": None}
+             "key_encoding": None, "history_from": None}
 # Storage parameters of a table (and, prefixed toast., of its TOAST table) a spec may give its partitions, with the
 # values the server takes: (low, high) for numbers (an int where both are ints), "bool", or the words allowed.
 # The last two in the list are PostgreSQL 18's; an older server refuses them at apply.
@@ -101,6 +102,7 @@ class TableSpec:
     conform: bool = True  # plan conforms existing partitions that drifted from the parent; drift reports them
     on_reference: str = "block"  # retention of a partition other tables' rows reference: 'block' or 'cascade'
     key_encoding: Optional[str] = None  # an integer or uuid key holding a time (encoded.ENCODINGS)
+    history_from: Optional[date] = None  # the plan covers the past from this local date's slot on
 
     @property
     def analyze_age(self) -> Optional[Span]:
@@ -136,6 +138,8 @@ class TableSpec:
                 data.pop(key)
         if "storage_parameters" in data:
             data["storage_parameters"] = dict(self.storage_parameters)
+        if "history_from" in data:
+            data["history_from"] = self.history_from.isoformat()
         return data
 
     @classmethod
@@ -161,6 +165,7 @@ class TableSpec:
             conform=d.get("conform", True),
             on_reference=d.get("on_reference", "block"),
             key_encoding=d.get("key_encoding"),
+            history_from=date.fromisoformat(d["history_from"]) if d.get("history_from") else None,
         )
 
     def fingerprint(self) -> str:
@@ -531,4 +536,17 @@ def _build(doc: Document, env: str) -> TableSpec:
         conform=bool(merged.get("conform", True)),
         on_reference=str(merged.get("on_reference", "block")),
         key_encoding=merged.get("key_encoding"),
+        history_from=_history_from(merged.get("history_from"), where),
     )
+
+
+def _history_from(value: Any, where: Callable[[str], str]) -> Optional[date]:
+    """A date as YAML reads one (2024-01-01), or the same written as a string."""
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    try:
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            return date.fromisoformat(value.strip())
+    except ValueError:
+        pass
+    raise SpecError(f"{where('history_from')}: history_from {shown(value)} is not a date (YYYY-MM-DD)")

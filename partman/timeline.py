@@ -172,14 +172,16 @@ class Grid:
             boundary = self.interval.next(boundary)
 
 
-def window(grid: Grid, now: datetime, premake: Optional[Span]) -> Bounds:
+def window(grid: Grid, now: datetime, premake: Optional[Span], history_from: Optional[date] = None) -> Bounds:
     """[start of the slot containing now, first boundary at or after the premake horizon).
 
     Without a premake the horizon is the end of next calendar year, the original requirement's rule (a spec
     gets it only for the month-based intervals: spec.DEFAULT_PREMAKE). The window always holds at least the
-    current slot."""
+    current slot. history_from (a local date) reaches back: the window starts at its slot if that is earlier."""
     local_now = grid.space.local_moment(now)
     first = grid.interval.floor(local_now.date())
+    if history_from is not None:
+        first = min(first, grid.interval.floor(history_from))
     if premake is None:
         horizon = datetime(local_now.year + 2, 1, 1)
     else:

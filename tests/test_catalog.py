@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timezone
 
 import psycopg
@@ -162,3 +163,45 @@ def test_the_outermost_prefixes_cover_every_prefix_and_none_covers_another(pairs
         assert any(s == schema and prefix.startswith(p) for s, p in kept), (schema, prefix)
     for i, (schema, prefix) in enumerate(kept):
         assert not any(s == schema and prefix.startswith(p) for j, (s, p) in enumerate(kept) if j != i)
+
+
+def test_tables_of_every_key_kind_take_the_same_number_of_queries_as_a_few(db_url, conn):
+    # 20 each of timestamptz, epoch milliseconds (bigint) and UUIDv7 keys, 24 monthly partitions each, made server-side.
+    conn.execute(
+        """CREATE PROCEDURE make_kinds(n int, parts int) LANGUAGE plpgsql AS $$
+           DECLARE lo timestamptz; hi timestamptz; ms_lo bigint; ms_hi bigint;
+           BEGIN
+             FOR t IN 1..n LOOP
+               EXECUTE format('CREATE TABLE %I (k timestamptz) PARTITION BY RANGE (k)', 'k_time' || t);
+               EXECUTE format('CREATE TABLE %I (k bigint) PARTITION BY RANGE (k)', 'k_epoch' || t);
+               EXECUTE format('CREATE TABLE %I (k uuid) PARTITION BY RANGE (k)', 'k_uuid' || t);
+               FOR p IN 0..parts - 1 LOOP
+                 lo := timestamptz '2026-01-01 00:00+00' + make_interval(months => p);
+                 hi := lo + interval '1 month';
+                 ms_lo := (extract(epoch FROM lo) * 1000)::bigint; ms_hi := (extract(epoch FROM hi) * 1000)::bigint;
+                 EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', 'k_time' || t || '_' || p, 'k_time' || t, lo, hi);
+                 EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', 'k_epoch' || t || '_' || p, 'k_epoch' || t, ms_lo, ms_hi);
+                 EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', 'k_uuid' || t || '_' || p, 'k_uuid' || t,
+                   regexp_replace(lpad(to_hex(ms_lo), 12, '0'), '(.{8})(.{4})', '\\1-\\2') || '-7000-8000-000000000000',
+                   regexp_replace(lpad(to_hex(ms_hi), 12, '0'), '(.{8})(.{4})', '\\1-\\2') || '-7000-8000-000000000000');
+               END LOOP;
+               COMMIT;
+             END LOOP;
+           END $$"""
+    )
+    conn.execute("CALL make_kinds(20, 24)")
+
+    def specs(n: int) -> list:
+        out = []
+        for i in range(1, n + 1):
+            out += [replace(spec("monthly", table=TableRef("public", f"k_time{i}")), partition_key="k"),
+                    replace(spec("monthly", table=TableRef("public", f"k_epoch{i}"), key_type="bigint", key_encoding="epoch_ms"),
+                            partition_key="k"),
+                    replace(spec("monthly", table=TableRef("public", f"k_uuid{i}"), key_type="uuid"), partition_key="k")]
+        return out
+    few, _ = _count_snapshot(db_url, specs(1))
+    many, snap = _count_snapshot(db_url, specs(20))
+    assert few == many
+    assert all(len(t.partitions) == 24 and not t.unparsed for t in snap.tables.values()), "every kind's bounds read"
+    first = snap.tables[TableRef("public", "k_uuid3")].partitions[0].bounds.start
+    assert str(first) == "019b76da-a800-7000-8000-000000000000"  # 2026-01-01T00:00Z, its smallest UUIDv7

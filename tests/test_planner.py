@@ -306,3 +306,26 @@ def test_a_schema_that_does_not_exist_is_an_error_not_a_create():
     state = TableState(BOOKINGS, access=Access(schema_exists=False, may_create=False))
     p = plan([spec()], Snapshot(tables={BOOKINGS: state}), now=NOW, env="test")
     assert not p.tables[0].create_parent and "schema public does not exist" in p.tables[0].errors[0]
+
+
+def test_history_from_covers_the_past_from_its_slot_to_the_horizon():
+    s = replace(spec("monthly", premake="1 month"), history_from=date(2026, 7, 15))
+    p = plan([s], Snapshot(tables={}), now=NOW, env="test")
+    assert creates(p) == [Bounds(utc(2026, m, 1), utc(2026, m + 1, 1)) for m in range(7, 12)] + [
+        Bounds(utc(2026, 12, 1), utc(2027, 1, 1))]
+    assert not p.tables[0].warnings
+
+
+def test_history_from_after_now_changes_nothing():
+    s = spec("monthly", premake="1 month")
+    later = replace(s, history_from=date(2027, 6, 1))
+    assert creates(plan([later], Snapshot(tables={}), now=NOW, env="test")) == creates(
+        plan([s], Snapshot(tables={}), now=NOW, env="test"))
+
+
+def test_retention_wins_over_history_from_and_the_plan_says_so():
+    s = replace(spec("monthly", premake="1 month", retention="2 months"), history_from=date(2026, 1, 1))
+    p = plan([s], Snapshot(tables={}), now=NOW, env="test")
+    assert creates(p)[0] == Bounds(utc(2026, 9, 1), utc(2026, 10, 1)), "the first month ending after the cutoff"
+    (note,) = p.tables[0].warnings
+    assert note.code == "PM216" and "history_from 2026-01-01 reaches before retention's cutoff" in note.why

@@ -45,7 +45,9 @@ def scenarios(draw):
         key_type=key,
         key_encoding=encoding,
     )
-    s = replace(s, adopt=draw(st.integers(0, 3)) == 0, retention_keep_table=draw(st.integers(0, 3)) == 0)
+    history = draw(st.sampled_from([None, None, 15, 120, 400]))  # days before now, for history_from
+    s = replace(s, adopt=draw(st.integers(0, 3)) == 0, retention_keep_table=draw(st.integers(0, 3)) == 0,
+                history_from=None if history is None else (now - timedelta(days=history)).date())
     layout = Layout(key_type=KEY_TYPES[key], tz=tz, encoding=encoding)
     grid = Grid(old, layout.space)
     local_now = layout.space.local_moment(now).date()
@@ -127,7 +129,7 @@ def test_after_apply_the_window_has_no_gap(case):
     s, layout, now = case
     after = simulate(layout.snapshot(), plan([s], layout.snapshot(), now=now, env="t"))
     space = layout.space
-    w = window(Grid(s.interval, space), now, s.premake)
+    w = window(Grid(s.interval, space), now, s.premake, s.history_from)
     cutoff = retention_cutoff(space, now, s.retention)
     cursor = w.start if cutoff is None else max(w.start, cutoff)
     for b in sorted(x.bounds for x in after.tables[BOOKINGS].partitions):

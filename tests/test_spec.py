@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import spec_data, write_spec
 
@@ -604,3 +605,23 @@ def test_valid_storage_parameters_reach_the_spec_as_the_server_reads_them(tmp_pa
     spec = load_specs([path], "test")[0]
     assert spec.storage_parameters == (("autovacuum_vacuum_scale_factor", "0.02"), ("fillfactor", "70"),
                                        ("toast.autovacuum_enabled", "false"))
+
+
+@pytest.mark.parametrize("text", ["history_from: yesterday", "history_from: 2024-01-01 10:00:00", "history_from: 20240101",
+                                  "history_from: '2024-02-30'"])
+def test_a_history_from_that_is_not_a_date_is_refused_at_its_line(tmp_path, text):
+    data = yaml.safe_dump(spec_data(), sort_keys=False) + text + "\n"
+    (tmp_path / "bookings.yaml").write_text(data)
+    line = data.count("\n")
+    with pytest.raises(SpecError, match=rf"bookings.yaml:{line}: history_from .* is not a date \(YYYY-MM-DD\)"):
+        load_specs([tmp_path], "test")
+
+
+def test_history_from_is_a_date_written_either_way_and_an_environment_may_set_its_own(tmp_path):
+    from datetime import date
+
+    data = spec_data(history_from="2024-03-01")
+    data["environments"]["prod"] = {"history_from": date(2023, 1, 1)}
+    write_spec(tmp_path, data)
+    assert load_specs([tmp_path], "test", ["test", "prod"])[0].history_from == date(2024, 3, 1)
+    assert load_specs([tmp_path], "prod", ["test", "prod"])[0].history_from == date(2023, 1, 1)
