@@ -6,7 +6,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Optional
 from uuid import UUID
 
@@ -16,12 +16,13 @@ from psycopg.pq import TransactionStatus
 
 from . import conformance, references
 from .companion import Companion, Unexported
-from .encoded import Uuid7
+from .encoded import Uuid7, encoding_problem
 from .errors import CatalogError, LockBusy
 from .lock import Ladder, attempts
-from .model import Bounds, KeyType, KeyValue, TableRef
+from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .snapshot import Access, ConfigRow, LogEntry, Partition, Snapshot, Statistics, TableState
 from .spec import TableSpec
+from .timeline import space_for
 
 # Generated names share the parent's first bytes (naming.fit keeps at least this many), so the names a plan
 # could collide with are found without listing every relation in the schema.
@@ -374,7 +375,7 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
             children: dict[int, list] = {}
             for row in cur.fetchall():
                 children.setdefault(row[0], []).append(row)
-            tables = {ref: _table_state(ref, parents[ref], children) for ref in refs}
+            tables = _readable_as_times(specs, {ref: _table_state(ref, parents[ref], children) for ref in refs})
             tables = _with_state(tables, *_state(cur, state_schema, by_table, log_exists, config_exists, digests))
             shapes, others, found = beside.results(cur)
         tables = _with_catalog(tables, shapes, found)
@@ -434,6 +435,34 @@ def _with_catalog(tables: dict[TableRef, TableState], shapes: conformance.Shapes
     return {ref: replace(t, references=found.get(t.oid, ()), shape=shapes.parents.get(t.oid),
                          drifted=shapes.partitions.get(t.oid, {}))
             for ref, t in tables.items()}
+
+
+def _readable_as_times(specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
+    """A partition of a key that holds a time whose bound stands for no instant partman can work with (before year
+    2 or past 9998: made by hand, or by another tool) is not understood, like any bound partman cannot read (PM205):
+    left alone, and that table gets no creates, while every other table is planned."""
+    out = dict(tables)
+    for s in specs:
+        t = tables[s.table]
+        kt = t.key_type
+        if kt is None or kt.is_time or encoding_problem(s.key_encoding, kt):
+            continue
+        space = space_for(kt, s.timezone, s.key_encoding)
+        bad = [p for p in t.partitions if not all(v is None or _calendar(space, v) for v in (p.bounds.start, p.bounds.end))]
+        if bad:
+            unread = tuple((p.ref.name, f"FOR VALUES FROM ({iso(p.bounds.start)}) TO ({iso(p.bounds.end)})") for p in bad)
+            out[s.table] = replace(t, partitions=tuple(p for p in t.partitions if p not in bad), unparsed=t.unparsed + unread)
+    return out
+
+
+def _calendar(space, value) -> bool:
+    try:
+        return _FIRST <= space.instant(value) <= _LAST
+    except (OverflowError, ValueError):
+        return False
+
+
+_FIRST, _LAST = datetime(2, 1, 1, tzinfo=timezone.utc), datetime(9998, 12, 31, tzinfo=timezone.utc)
 
 
 def _taken(others: list[TableRef], tables: dict[TableRef, TableState], children: dict[int, list]) -> frozenset[TableRef]:

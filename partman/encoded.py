@@ -41,6 +41,11 @@ class Epoch:
         limit = _INT_RANGE[self.key_type]
         return -limit <= value < limit
 
+    @property
+    def last(self) -> int:
+        """The largest value of the column's type."""
+        return _INT_RANGE[self.key_type] - 1
+
 
 @dataclass(frozen=True)
 class Uuid7:
@@ -86,7 +91,7 @@ def encoding_problem(encoding: Optional[str], key_type: KeyType) -> Optional[str
                 " by width are not supported yet)")
     if key_type not in ENCODINGS[encoding][1]:
         kinds = " or ".join(k.value for k in ENCODINGS[encoding][1])
-        return f"key_encoding {encoding} needs a {kinds} key, not {key_type.value}"
+        return f"key_encoding {encoding} needs {'an' if kinds[0] in 'aeio' else 'a'} {kinds} key, not {key_type.value}"
     return None
 
 

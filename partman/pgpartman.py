@@ -442,7 +442,10 @@ def _structure_problem(found: PartSet) -> Optional[str]:
         return f"control column {found.control} is not a column of the table"
     if found.epoch != "none" or (found.key_type is None and _integer(found.control_type)):
         epoch = "" if found.epoch == "none" else f", epoch {found.epoch}"
-        return f"id-based set (control {found.control} {found.control_type}{epoch}); partman manages time keys only"
+        if found.epoch != "none":
+            return (f"an epoch set (control {found.control} {found.control_type}{epoch}) is not imported yet: write its"
+                    " spec with key_encoding (epoch_s, epoch_ms, epoch_us) and adopt: existing")
+        return f"id-based set (control {found.control} {found.control_type}); partman manages time keys only"
     if found.key_type is None:
         return (f"control {found.control} is {found.control_type}; partman manages timestamptz, timestamp and date"
                 " keys (without a precision modifier)")

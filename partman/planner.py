@@ -31,6 +31,7 @@ ADOPTED_EXPIRED = "PM211"
 DEFAULT_NOT_ADOPTED = "PM212"
 GAP = "PM213"
 HISTORY_RETAINED = "PM216"
+TYPE_ENDS = "PM217"
 MAX_PARTITIONS_PER_PLAN = 5000
 
 
@@ -157,7 +158,8 @@ def _plan_table(
     if len(creates) > MAX_PARTITIONS_PER_PLAN:
         return TablePlan(
             key_type=key_type,
-            errors=(f"{spec.table}: the plan would create {len(creates)} partitions (more than {MAX_PARTITIONS_PER_PLAN}); check interval and premake",),
+            errors=(f"{spec.table}: the plan would create {len(creates)} partitions (more than {MAX_PARTITIONS_PER_PLAN});"
+                    f" check interval, premake{' and history_from' if spec.history_from else ''}",),
             **base,
         )
     for b in creates:
@@ -323,6 +325,7 @@ def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[P
         for piece in t.grid.pieces(gap)
         if cutoff is None or piece.end > cutoff
     ]
+    wanted = _within_the_type(t, wanted)
     wanted_set = set(wanted)
     kept_bounds = set()
     for p in replaceable:
@@ -331,6 +334,26 @@ def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[P
         else:
             t.actions.append(Action(ActionKind.DROP, p.ref, p.bounds, Reason.INTERVAL_CHANGE, rows_estimate=0, oid=p.oid))
     return [b for b in wanted if b not in kept_bounds]
+
+
+def _within_the_type(t: _Table, wanted: list[Bounds]) -> list[Bounds]:
+    """The ranges whose bounds the key's type can hold: an epoch in seconds in an integer column ends in January
+    2038. What lies beyond is not made, and the plan says where the type ends."""
+    codec = t.grid.space.codec
+    if codec is None:
+        return wanted
+    fitting = [b for b in wanted if all(v is None or codec.fits(v) for v in (b.start, b.end))]
+    beyond = len(wanted) - len(fitting)
+    if beyond:
+        t.warnings.append(Note(TYPE_ENDS, t.spec.table, Bounds(None, None),
+                               f"{_article(t.grid.space.key_type.value)} key in {t.grid.space.encoding} holds no time past"
+                               f" {iso(codec.decode(codec.last))}: {beyond} partition{'s' if beyond > 1 else ''} beyond"
+                               " it are not made (a bigint column holds them)"))
+    return fitting
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[0] in 'aeio' else 'a'} {word}"  # a uuid, an integer
 
 
 def _note_default(t: _Table, has_rows: dict[int, bool], busy: frozenset[int], creating: bool) -> None:

@@ -549,4 +549,5 @@ def _history_from(value: Any, where: Callable[[str], str]) -> Optional[date]:
             return date.fromisoformat(value.strip())
     except ValueError:
         pass
-    raise SpecError(f"{where('history_from')}: history_from {shown(value)} is not a date (YYYY-MM-DD)")
+    written = value.isoformat() if isinstance(value, (date, datetime)) else value
+    raise SpecError(f"{where('history_from')}: history_from {shown(written)} is not a date (YYYY-MM-DD)")

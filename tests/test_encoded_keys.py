@@ -138,3 +138,31 @@ def test_a_bigint_table_whose_spec_names_no_encoding_is_refused_in_one_line(caps
     assert result.code == 1
     assert "public.ids: a bigint partition key needs key_encoding: epoch_s, epoch_ms or epoch_us" in result.out + result.err
     assert "Traceback" not in result.err
+
+
+def test_a_bound_that_stands_for_no_calendar_time_is_left_alone_and_the_other_tables_are_planned(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE far (ts bigint NOT NULL) PARTITION BY RANGE (ts)")
+    conn.execute("CREATE TABLE far_out PARTITION OF far FOR VALUES FROM (300000000000000) TO (300000086400000)")  # year 11476
+    write_spec(workdir / "specs", {"table": "public.far", "partition_key": "ts", "key_encoding": "epoch_ms",
+                                   "interval": "daily", "premake": "3 days", "adopt": "existing",
+                                   "environments": {"test": {}}}, name="far.yaml")
+    write_spec(workdir / "specs", events())
+    for command in ("plan", "drift"):
+        result = cli(capsys, db_url, command, "--now", "2027-03-20T12:00:00Z")
+        assert "Traceback" not in result.err and "internal error" not in result.err, result.err
+    result = cli(capsys, db_url, "plan", "--now", "2027-03-20T12:00:00Z")
+    assert result.code == 0, result.err
+    assert "public.far_out  PM205" in result.out and "+ create   public.events_2027_03" in result.out
+    assert "+ create   public.far_" not in result.out, "a table with a bound partman cannot place gets no creates"
+
+
+def test_epoch_seconds_in_an_integer_column_stop_before_2038_and_the_plan_says_where(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", {
+        "table": "public.ev", "partition_key": "ts", "key_encoding": "epoch_s", "interval": "yearly", "premake": "20 years",
+        "columns": [{"name": "ts", "type": "integer", "not_null": True}], "environments": {"test": {}}})
+    result = cli(capsys, db_url, "apply", "--now", "2026-12-01T00:00:00Z", "--auto-approve", "--allow-clock-skew")
+    assert result.code == 0, result.err
+    assert "PM217 a integer key in epoch_s holds no time past 2038-01-19T03:14:07+00:00" not in result.out
+    assert "PM217 an integer key in epoch_s holds no time past 2038-01-19T03:14:07+00:00" in result.out, result.out
+    assert "+ create   public.ev_2037" in result.out and "public.ev_2038" not in result.out
+    assert conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ev'::regclass").fetchone()[0] == 12
