@@ -100,9 +100,9 @@ class KeySpace:
 
 def space_for(key_type: KeyType, tz: str, encoding: Optional[str] = None) -> KeySpace:
     """The key space of a key of this type in a spec's zone and key_encoding (a uuid key is UUIDv7 unless told)."""
-    if key_type.is_time:
-        return KeySpace(key_type, tz)
-    return KeySpace(key_type, tz, "uuidv7" if encoding is None and key_type is KeyType.UUID else encoding)
+    from .encoded import default_encoding
+
+    return KeySpace(key_type, tz) if key_type.is_time else KeySpace(key_type, tz, default_encoding(key_type, encoding))
 
 
 @lru_cache(maxsize=1 << 16)
