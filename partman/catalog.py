@@ -45,8 +45,8 @@ _STRATEGY = {"r": "range", "l": "list", "h": "hash"}
 
 # Every read's session: bounds printed in UTC and ISO; the ladder's lock_timeout, so a read that waits behind an
 # ACCESS EXCLUSIVE lock (a migration, a VACUUM FULL) gives up after one step instead of hanging, and is retried
-# later; no parallel workers and no JIT. A catalog read is short: starting workers cost more than they save (and a companion already uses a second backend),
-# and JIT compiling the shapes query cost PostgreSQL 15 2 s of its 2.2 s (bench/plan_scale.py).
+# later; no parallel workers and no JIT. A catalog read is short: starting workers costs more than they save (a
+# companion already uses a second backend), and JIT compiling the shapes query cost PostgreSQL 15 2 s of 2.2 s.
 _SETTINGS = """
 SELECT set_config('TimeZone', 'UTC', true),
        set_config('DateStyle', 'ISO, YMD', true),

@@ -62,8 +62,8 @@ _ALL = [
                "history_from reaches further back than retention keeps: retention wins, so no partition is made before"
                " its cutoff (rows older than that belong nowhere); move history_from later or lengthen retention"),
     Diagnostic("PM217", "key type runs out",
-               "the key's type holds no time past this point (epoch seconds in an integer column end on 2038-01-19):"
-               " the partitions beyond are not made; move the column to bigint before then"),
+               "the key's type holds no time outside its range (epoch seconds in an integer column: 1901-12-13 to"
+               " 2038-01-19): the partitions outside it are not made; move the column to bigint before then"),
     Diagnostic("PM301", "blocked by the future-data check",
                "a partition about to be dropped holds rows now: nothing of that table changed; check the rows and retention"),
     Diagnostic("PM302", "stale plan", "the database changed since the plan was made: run plan again and review it"),

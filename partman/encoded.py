@@ -42,6 +42,11 @@ class Epoch:
         return -limit <= value < limit
 
     @property
+    def first(self) -> int:
+        """The smallest value of the column's type."""
+        return -_INT_RANGE[self.key_type]
+
+    @property
     def last(self) -> int:
         """The largest value of the column's type."""
         return _INT_RANGE[self.key_type] - 1

@@ -346,9 +346,10 @@ def _within_the_type(t: _Table, wanted: list[Bounds]) -> list[Bounds]:
     beyond = len(wanted) - len(fitting)
     if beyond:
         t.warnings.append(Note(TYPE_ENDS, t.spec.table, Bounds(None, None),
-                               f"{_article(t.grid.space.key_type.value)} key in {t.grid.space.encoding} holds no time past"
-                               f" {iso(codec.decode(codec.last))}: {beyond} partition{'s' if beyond > 1 else ''} beyond"
-                               " it are not made (a bigint column holds them)"))
+                               f"{_article(t.grid.space.key_type.value)} key in {t.grid.space.encoding} holds times from"
+                               f" {iso(codec.decode(codec.first))} to {iso(codec.decode(codec.last))} only:"
+                               f" {beyond} partition{'s' if beyond > 1 else ''} outside them are not made"
+                               " (a bigint column holds them)"))
     return fitting
 
 
