@@ -23,6 +23,7 @@ from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .snapshot import Access, ConfigRow, LogEntry, Partition, Snapshot, Statistics, TableState
 from .spec import TableSpec
 from .timeline import space_for
+from .widths import IdMark, IdSpace
 
 # Generated names share the parent's first bytes (naming.fit keeps at least this many), so the names a plan
 # could collide with are found without listing every relation in the schema.
@@ -73,12 +74,49 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
        n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
        c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner),
        c.reltuples >= 0, (SELECT greatest(s.last_analyze, s.last_autoanalyze) FROM pg_stat_all_tables s WHERE s.relid = c.oid),
+       seq.name, CASE WHEN seq.readable THEN pg_sequence_last_value(seq.oid) END, seq.seqstart, seq.readable,
+       EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = (pt.partattrs::int2[])[0]
+                  AND x.indpred IS NULL),
+       (SELECT array_agg(quote_ident(un.nspname) || '.' || quote_ident(uc.relname) || '.' || quote_ident(ua.attname) ORDER BY 1)
+          FROM pg_depend ud
+          JOIN pg_attrdef uad ON uad.oid = ud.objid
+          JOIN pg_class uc ON uc.oid = uad.adrelid
+          JOIN pg_namespace un ON un.oid = uc.relnamespace
+          JOIN pg_attribute ua ON ua.attrelid = uad.adrelid AND ua.attnum = uad.adnum
+         WHERE ud.classid = 'pg_attrdef'::regclass AND ud.refclassid = 'pg_class'::regclass AND ud.refobjid = seq.oid
+           AND uc.oid <> c.oid AND NOT EXISTS (SELECT 1 FROM pg_inherits ui WHERE ui.inhrelid = uc.oid AND ui.inhparent = c.oid)),
        (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid)
   FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)
   LEFT JOIN pg_namespace n ON n.nspname = r.schema
   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name AND c.relkind IN ('r', 'p')
   LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+  LEFT JOIN LATERAL ({sequence}) AS seq ON true
 """
+
+# The sequence that feeds an integer key: its identity, its serial (OWNED BY), or the one its default calls.
+# An arm's LIMIT only: the first found is the one, as a column has one identity or one default.
+_SEQUENCE_ARM = """
+SELECT s.oid, quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS name,
+       has_sequence_privilege(s.oid, 'SELECT') OR has_sequence_privilege(s.oid, 'USAGE') AS readable, ps.seqstart
+  FROM pg_depend d
+  JOIN pg_class s ON s.oid = {seq} AND s.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_sequence ps ON ps.seqrelid = s.oid
+"""
+_SEQUENCE = (
+    _SEQUENCE_ARM.format(seq="d.objid")
+    + """ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid
+   AND d.refobjsubid = (pt.partattrs::int2[])[0] AND d.deptype IN ('a', 'i')
+UNION ALL
+"""
+    + _SEQUENCE_ARM.format(seq="d.refobjid")
+    + """  JOIN pg_attrdef ad ON ad.oid = d.objid
+ WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
+   AND ad.adrelid = c.oid AND ad.adnum = (pt.partattrs::int2[])[0]
+ LIMIT 1
+"""
+)
+_PARENTS = _PARENTS.replace("{sequence}", _SEQUENCE)
 
 # pg_get_expr(relpartbound, 0): a bound holds constants only, and relid 0 spares the server opening every
 # partition to build a deparse context: 0.22 s instead of 0.88 s for 30,000 partitions on a fresh connection.
@@ -383,6 +421,7 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         tables = _with_missing_types(cur, specs, tables)
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
+        tables = _with_largest(cur, specs, tables)
         unproven = _unproven(cur, specs, tables)
         surveys = _surveys(cur, specs, tables)  # last: it sets search_path '' for the rest of the view
     return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()},
@@ -440,12 +479,13 @@ def _with_catalog(tables: dict[TableRef, TableState], shapes: conformance.Shapes
 def _readable_as_times(specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
     """A partition of a key that holds a time whose bound stands for no instant partman can work with (before year
     2 or past 9998: made by hand, or by another tool) is not understood, like any bound partman cannot read (PM205):
-    left alone, and that table gets no creates, while every other table is planned."""
+    left alone, and that table gets no creates, while every other table is planned. So is an id bound beyond what
+    partition_log holds (widths.LOG_LAST)."""
     out = dict(tables)
     for s in specs:
         t = tables[s.table]
         kt = t.key_type
-        if kt is None or kt.is_time or encoding_problem(s.key_encoding, kt):
+        if kt is None or kt.is_time or encoding_problem(s.key_encoding, kt, s.width is not None):
             continue
         space = space_for(kt, s.timezone, s.key_encoding)
         bad = [p for p in t.partitions if not all(v is None or _calendar(space, v) for v in (p.bounds.start, p.bounds.end))]
@@ -456,6 +496,8 @@ def _readable_as_times(specs: list[TableSpec], tables: dict[TableRef, TableState
 
 
 def _calendar(space, value) -> bool:
+    if isinstance(space, IdSpace):
+        return space.fits(value)  # an id bound partition_log can hold (widths.py)
     try:
         return _FIRST <= space.instant(value) <= _LAST
     except (OverflowError, ValueError):
@@ -479,6 +521,22 @@ SELECT co.confrelid, n.nspname, r.relname, co.conname
  WHERE co.confrelid = ANY(%s::oid[]) AND co.contype = 'f' AND NOT co.convalidated AND co.conparentid = 0
  ORDER BY 1, 2, 3, 4
 """
+
+
+def _with_largest(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
+    """Each id table's largest key, where an index leads with the key (one descent per partition; without one it
+    would be a scan of every row, so it is not asked). A table another session keeps locked, or the role may not
+    read, is left without it (IdMark.largest_known false): the plan says what it rests on instead."""
+    asked = {s.table: tables[s.table] for s in specs
+             if s.width is not None and tables[s.table].id_mark is not None and tables[s.table].id_mark.indexed
+             and tables[s.table].key_type in (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)}
+    if not asked:
+        return tables
+    questions = {ref: (t.oid, sql.SQL("(SELECT max({})::bigint FROM {})").format(
+        sql.Identifier(t.key_columns[0]), sql.Identifier(ref.schema, ref.name))) for ref, t in asked.items()}
+    answers, _ = ask(cur, questions, skip_unreadable=True)
+    return {**tables, **{ref: replace(t, id_mark=replace(t.id_mark, largest=answers[ref], largest_known=True))
+                         for ref, t in asked.items() if ref in answers}}
 
 
 def _unproven(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, tuple]:
@@ -660,10 +718,13 @@ def row_presence(cur: Cursor, tables: dict[int, TableRef]) -> dict[int, bool]:
 
 
 def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> TableState:
-    _, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner, analyzed, analyzed_at, _ = parent
+    (_, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner, analyzed, analyzed_at,
+     sequence, sequence_value, sequence_start, sequence_readable, indexed, sharing, _) = parent
     access = Access(schema_exists=schema_exists, may_create=may_create, owned=owned, owner=owner)
     if oid is None:
         return TableState(ref, access=access)
+    mark = IdMark(sequence, sequence_value, sequence_start, sequence is None or bool(sequence_readable), indexed=indexed,
+                  sharing=tuple(sharing or ()))
     state = TableState(
         ref,
         oid=oid,
@@ -672,6 +733,7 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> Tab
         key_type_name=key_type_name,
         access=access,
         statistics=Statistics(bool(analyzed), analyzed_at),
+        id_mark=mark,
     )
     key_type = state.key_type if len(state.key_columns) == 1 else None
     partitions, unparsed, default = [], [], None

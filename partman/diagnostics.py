@@ -62,8 +62,19 @@ _ALL = [
                "history_from reaches further back than retention keeps: retention wins, so no partition is made before"
                " its cutoff (rows older than that belong nowhere); move history_from later or lengthen retention"),
     Diagnostic("PM217", "key type runs out",
-               "the key's type holds no time outside its range (epoch seconds in an integer column: 1901-12-13 to"
-               " 2038-01-19): the partitions outside it are not made; move the column to bigint before then"),
+               "the key's type holds nothing outside its range (epoch seconds in an integer column: 1901-12-13 to"
+               " 2038-01-19; integer ids: up to 2,147,483,647): the partitions outside it are not made; move the column"
+               " to bigint before then"),
+    Diagnostic("PM218", "ids jumped past the partitions",
+               "an id table's mark (its sequence, or its largest key) lies past the end of its partitions, as after a"
+               " setval or a restart: partitions are made from the mark's slot only, never up to it; the ids between"
+               " have none (history_from, an id, covers them if rows will come there)"),
+    Diagnostic("PM219", "id past the sequence",
+               "a row holds an id larger than the sequence has given (inserted by hand): partitions follow the sequence;"
+               " when nextval reaches that id it collides, so setval the sequence past it, or move the row"),
+    Diagnostic("PM220", "sequence shared",
+               "the sequence that feeds this key feeds other columns too: this table's ids are not dense, and premake"
+               " in ids counts theirs; premake in partitions is the safer measure"),
     Diagnostic("PM301", "blocked by the future-data check",
                "a partition about to be dropped holds rows now: nothing of that table changed; check the rows and retention"),
     Diagnostic("PM302", "stale plan", "the database changed since the plan was made: run plan again and review it"),

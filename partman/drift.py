@@ -18,7 +18,9 @@ from .plan import BUSY, ActionKind, Plan, Reason, TablePlan
 from .snapshot import Snapshot, TableState
 from .spec import TableSpec
 from .encoded import shown
-from .timeline import Grid, KeySpace, space_for, window
+from .planner import layout
+from .timeline import KeySpace, window
+from .widths import DEFAULT_PREMAKE, IdSpace, Reach
 
 
 # drift --format json's shape; raised when a field changes meaning or goes away (adding one does not).
@@ -54,12 +56,15 @@ class Finding:
 class TableDrift:
     table: str
     env: str
-    runway_seconds: Optional[float]  # None when the table or its key cannot be read
-    min_runway_seconds: float
+    runway_seconds: Optional[float]  # None when the table or its key cannot be read, and for an id table
+    min_runway_seconds: Optional[float]
     missing: int = 0
     unmanaged: int = 0
     default_rows: int = 0
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    # An id table's runway (widths.py): ids from its mark to the end of the partitions covering it without a gap.
+    runway_ids: Optional[int] = None
+    min_runway_ids: Optional[int] = None
 
     @property
     def in_sync(self) -> bool:
@@ -76,6 +81,7 @@ class TableDrift:
             "unmanaged_partitions": self.unmanaged,
             "default_rows": self.default_rows,
             "findings": [f.to_dict() for f in self.findings],
+            **({"runway_ids": self.runway_ids, "min_runway_ids": self.min_runway_ids} if self.min_runway_ids is not None else {}),
         }
 
 
@@ -117,8 +123,11 @@ def _table(
     spec: TableSpec, state: TableState, tp: TablePlan, now: datetime, default_rows: dict[int, int], min_runway: Optional[Span],
     locked_defaults: frozenset[int] = frozenset(),
 ) -> TableDrift:
-    space = space_for(tp.key_type, spec.timezone, spec.key_encoding) if tp.key_type else None
-    floor = _min_runway(spec, now, min_runway)
+    laid = layout(spec, state) if tp.key_type and not tp.errors else None
+    grid = laid[0] if laid else None
+    space = grid.space if grid else None
+    ids = spec.width is not None
+    floor = _min_ids(spec) if ids else _min_runway(spec, now, min_runway)
     findings: list[Finding] = []
     if state.oid is None:
         findings.append(Finding(Kind.PARENT, f"{spec.table} does not exist"))
@@ -126,14 +135,15 @@ def _table(
         findings.append(Finding(Kind.PARENT, error))
     runway = _runway(state, space, now) if space and state.oid is not None else None
     if runway is not None and runway < floor:
-        findings.append(Finding(Kind.RUNWAY, f"partitions cover {days(runway)} ahead, less than the minimum {days(floor)}"))
+        shown_runway, shown_floor = (f"{runway:,} ids", f"{floor:,} ids") if ids else (days(runway), days(floor))
+        findings.append(Finding(Kind.RUNWAY, f"partitions cover {shown_runway} ahead, less than the minimum {shown_floor}"))
     creates = [a for a in tp.actions if a.kind is ActionKind.CREATE]
     if state.oid is not None and creates:
         for a in creates:
             findings.append(Finding(Kind.MISSING, "missing inside the premake horizon: "
                                     + shown(a.bounds, tp.key_type, tp.key_encoding), str(a.partition)))
-        if space:
-            for gap in _gaps(state, spec, space, now):
+        if grid:
+            for gap in _gaps(state, spec, grid, now):
                 findings.append(Finding(Kind.GAP, f"no partition covers {shown(gap, tp.key_type, tp.key_encoding)}"))
     for n in tp.unmanaged:
         findings.append(Finding(Kind.UNMANAGED, n.why, str(n.partition)))
@@ -171,8 +181,10 @@ def _table(
     return TableDrift(
         table=str(spec.table),
         env=spec.env,
-        runway_seconds=runway,
-        min_runway_seconds=floor,
+        runway_seconds=None if ids else runway,
+        min_runway_seconds=None if ids else floor,
+        runway_ids=runway if ids else None,
+        min_runway_ids=floor if ids else None,
         missing=len(creates),
         unmanaged=len(tp.unmanaged) + len(adopting),
         default_rows=rows,
@@ -189,6 +201,11 @@ def _min_runway(spec: TableSpec, now: datetime, given: Optional[Span]) -> float:
     return (horizon - local).total_seconds() / 2
 
 
+def _min_ids(spec: TableSpec) -> int:
+    """An id table's minimum runway: half its premake, in ids (--min-runway, a duration, is for time tables)."""
+    return (spec.premake or Reach.parse(DEFAULT_PREMAKE)).ids(spec.width) // 2
+
+
 def _instant(value: KeyValue, space: KeySpace) -> datetime:
     value = space.instant(value)
     if isinstance(value, datetime):
@@ -197,7 +214,8 @@ def _instant(value: KeyValue, space: KeySpace) -> datetime:
 
 
 def _runway(state: TableState, space: KeySpace, now: datetime) -> float:
-    """Seconds from now to the end of the partitions that cover now without a gap; 0 when nothing covers now."""
+    """Seconds from now to the end of the partitions that cover now without a gap; 0 when nothing covers now.
+    For an id table, ids from its mark to that end."""
     key = space.key_of(now)
     covering = next((p for p in state.partitions if p.bounds.contains(key)), None)
     if covering is None:
@@ -208,12 +226,14 @@ def _runway(state: TableState, space: KeySpace, now: datetime) -> float:
             end = p.bounds.end
     if end is None:
         return float("inf")
+    if isinstance(space, IdSpace):
+        return max(0, end - key)
     return max(0.0, (_instant(end, space) - now).total_seconds())
 
 
-def _gaps(state: TableState, spec: TableSpec, space: KeySpace, now: datetime) -> list[Bounds]:
+def _gaps(state: TableState, spec: TableSpec, grid, now: datetime) -> list[Bounds]:
     """Holes between existing partitions inside the premake window (the tail beyond the last is 'missing')."""
-    w = window(Grid(spec.interval, space), now, spec.premake, spec.history_from)
+    w = window(grid, now, spec.premake, spec.history_from)
     inside = [p.bounds for p in state.partitions if p.bounds.overlaps(w)]
     return [
         Bounds(a.end, b.start)

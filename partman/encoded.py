@@ -84,16 +84,24 @@ def codec(encoding: str, key_type: KeyType):
     return Uuid7() if per_second is None else Epoch(per_second, key_type)
 
 
-def encoding_problem(encoding: Optional[str], key_type: KeyType) -> Optional[str]:
-    """Why a key of this type cannot carry this encoding (None: it can, or it is a time key without one)."""
+def encoding_problem(encoding: Optional[str], key_type: KeyType, width: bool = False) -> Optional[str]:
+    """Why a key of this type cannot be laid out so: in this encoding, or by width (None: it can). A time key takes
+    neither; an integer key takes one of the two; a uuid key is UUIDv7."""
     if key_type.is_time:
+        if width:
+            return f"width is for integer keys holding ids; a {key_type.value} key takes an interval"
         return f"key_encoding {encoding} is for integer, bigint and uuid keys; a {key_type.value} key is a time already" \
+            if encoding else None
+    if width:
+        if key_type is KeyType.UUID:
+            return "width is for integer keys holding ids; a uuid key is partitioned by the time of its UUIDv7"
+        return f"key_encoding {encoding} lays out a time, width lays out ids: a table has one or the other" \
             if encoding else None
     if encoding is None:
         if key_type is KeyType.UUID:
             return None  # uuidv7, the only encoding a uuid has
-        return (f"a {key_type.value} partition key needs key_encoding: epoch_s, epoch_ms or epoch_us (integer ranges"
-                " by width are not supported yet)")
+        return (f"a {key_type.value} partition key needs a width (ids: `width: 1000000`) or a key_encoding (a time:"
+                " epoch_s, epoch_ms or epoch_us) with its interval")
     if key_type not in ENCODINGS[encoding][1]:
         kinds = " or ".join(k.value for k in ENCODINGS[encoding][1])
         return f"key_encoding {encoding} needs {'an' if kinds[0] in 'aeio' else 'a'} {kinds} key, not {key_type.value}"

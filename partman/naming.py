@@ -16,7 +16,9 @@ def partition_name(parent: TableRef, grid: Grid, bounds: Bounds, taken: set[Tabl
 
     Aligned slots get the interval's label (bookings_2027_01, bookings_2027_q1); bridges get both ends
     (bookings_20271201_20280101). Nothing ever parses these back: partitions are known by their bounds."""
-    if grid.is_slot(bounds):
+    if not isinstance(grid, Grid):
+        label = grid.label(bounds)  # an id table's (widths.WidthGrid): events_p2000000
+    elif grid.is_slot(bounds):
         label = grid.interval.label(grid.floor(bounds.start))
     else:
         label = f"{_stamp(grid, bounds.start)}_{_stamp(grid, bounds.end)}"

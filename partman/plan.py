@@ -235,6 +235,7 @@ class TablePlan:
     refused: Optional[str] = None
     analyze: Optional[str] = None  # why apply analyzes the parent (statistics.py); None: it does not
     key_encoding: Optional[str] = None  # the time an integer or uuid key holds (encoded.py): plans show it beside each bound
+    id_mark: Optional[str] = None  # an id table's mark and where it was read (widths.py), shown above its actions
     # What the plan was computed from, in full (structure, log high-water mark, row presence of drop
     # candidates): a saved plan applies only to exactly this.
     observation: Observation = field(default_factory=Observation, compare=False, repr=False)
@@ -295,6 +296,7 @@ class TablePlan:
             **({"refused": self.refused} if self.refused else {}),
             **({"analyze": self.analyze} if self.analyze else {}),
             **({"key_encoding": self.key_encoding} if self.key_encoding else {}),
+            **({"id_mark": self.id_mark} if self.id_mark else {}),
             "observed_fingerprint": self.observed_fingerprint,
             "spec_fingerprint": self.spec_fingerprint,
         }
@@ -318,6 +320,7 @@ class TablePlan:
             refused=d.get("refused"),
             analyze=d.get("analyze"),
             key_encoding=d.get("key_encoding"),
+            id_mark=d.get("id_mark"),
             observation=Observation(lambda: observed or {}),
         )
 

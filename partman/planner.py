@@ -15,7 +15,8 @@ from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
 from . import statistics
 from .spec import TableSpec
 from .encoded import encoding_problem
-from .timeline import Grid, KeySpace, retention_cutoff, space_for, window
+from .timeline import Grid, KeySpace, cutoff, space_for, window
+from .widths import IdSpace, WidthGrid
 
 KEPT_WITH_ROWS = "PM101"
 UNMANAGED = "PM201"
@@ -32,6 +33,9 @@ DEFAULT_NOT_ADOPTED = "PM212"
 GAP = "PM213"
 HISTORY_RETAINED = "PM216"
 TYPE_ENDS = "PM217"
+IDS_JUMPED = "PM218"
+PAST_THE_SEQUENCE = "PM219"
+SHARED_SEQUENCE = "PM220"
 MAX_PARTITIONS_PER_PLAN = 5000
 
 
@@ -51,10 +55,10 @@ def plan(specs: Iterable[TableSpec], snapshot: Snapshot, *, now: datetime, env: 
 def presence_needed(spec: TableSpec, state: TableState, now: datetime) -> list[Partition]:
     """The partitions whose row presence (EXISTS) the plan depends on: managed future partitions that do
     not fit the grid (an interval change may drop them) and the default partition."""
-    layout = _layout(spec, state)
-    if layout is None:
+    laid = layout(spec, state)
+    if laid is None:
         return []
-    grid, _ = layout
+    grid, _ = laid
     now_key = grid.space.key_of(now)
     managed = state.managed
     needed = [p for p in state.partitions if _replaceable(p, grid, now_key, managed)]
@@ -73,11 +77,39 @@ def observed_state(spec: TableSpec, state: TableState, has_rows: dict[int, bool]
     return observed
 
 
-def _layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional[KeyType]]]:
+def layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional[KeyType]]]:
     key_type = state.key_type if state.oid is not None else spec.declared_key_type
     if key_type is None:
         return None
+    if spec.width is not None:
+        mark, _ = id_mark(spec, state)
+        if mark is None or key_type.is_time or key_type is KeyType.UUID:
+            return None
+        return WidthGrid(spec.width, spec.origin, IdSpace(key_type, spec.timezone, mark)), key_type
+    if encoding_problem(spec.key_encoding, key_type):
+        return None  # an integer key laid out by an interval without an encoding: _check_parent says why
     return Grid(spec.interval, space_for(key_type, spec.timezone, spec.key_encoding)), key_type
+
+
+def id_mark(spec: TableSpec, state: TableState) -> tuple[Optional[int], Optional[str]]:
+    """How far an id table's keys reach (widths.IdMark), or why that cannot be told. A table still to create, or one
+    that is empty and has no sequence, starts at the origin."""
+    mark = state.id_mark
+    if state.oid is None or mark is None:
+        return spec.origin, None
+    if mark.value is not None:
+        return mark.value, None
+    if mark.largest_known:
+        return spec.origin, None
+    key = spec.partition_key
+    if mark.sequence is not None and not mark.sequence_readable:
+        why = f"the role may not read sequence {mark.sequence} (GRANT SELECT ON SEQUENCE {mark.sequence} TO it)"
+    elif mark.indexed:
+        why = "its largest key could not be read (the table stayed locked, or the role may not read it)"
+    else:
+        why = (f"{key} has no sequence (identity, serial or a nextval default) and no index that leads with it;"
+               f" give it one (CREATE INDEX ON {spec.table} ({key}))")
+    return None, f"{spec.table}: cannot tell how far its ids reach: {why}"
 
 
 def _log_key(p: Partition, space: KeySpace) -> tuple[Optional[datetime], Optional[datetime]]:
@@ -142,11 +174,11 @@ def _plan_table(
         observed_digest=state.digest,
     )
     errors = _check_parent(spec, state, survey)
-    layout = None if errors else _layout(spec, state)
-    if layout is None:
+    laid = None if errors else layout(spec, state)
+    if laid is None:
         return TablePlan(key_type=None, errors=tuple(errors), **base)
-    grid, key_type = layout
-    t = _Table(spec, state, grid, [], [], [], [], retention_cutoff(grid.space, now, spec.retention))
+    grid, key_type = laid
+    t = _Table(spec, state, grid, [], [], [], [], cutoff(grid, now, spec.retention))
     if spec.timezone != "UTC" and key_type in (KeyType.TIMESTAMP, KeyType.DATE):
         t.warnings.append(Note(ZONE_IGNORED, spec.table, Bounds(None, None),
                                f"timezone {spec.timezone} on a {key_type.value} key: boundaries are the key's own"
@@ -159,12 +191,15 @@ def _plan_table(
         return TablePlan(
             key_type=key_type,
             errors=(f"{spec.table}: the plan would create {len(creates)} partitions (more than {MAX_PARTITIONS_PER_PLAN});"
-                    f" check interval, premake{' and history_from' if spec.history_from else ''}",),
+                    f" check {'width' if spec.width else 'interval'}, premake"
+                    f"{' and history_from' if spec.history_from is not None else ''}",),
             **base,
         )
     for b in creates:
         t.actions.append(Action(ActionKind.CREATE, partition_name(spec.table, grid, b, taken), b, Reason.PREMAKE))
     _note_default(t, has_rows, busy, bool(creates))
+    if isinstance(grid, WidthGrid):
+        _id_notes(t, creates)
     _conform(t)
     if any(a.kind is ActionKind.ADOPT for a in t.actions):
         _adoption_notes(t, window(grid, now, spec.premake, spec.history_from).start)
@@ -177,6 +212,7 @@ def _plan_table(
     return TablePlan(
         key_type=key_type,
         key_encoding=grid.space.encoding,
+        id_mark=_mark_text(spec, state, grid),
         refused=_unprivileged(spec, state, t.actions),
         analyze=statistics.due(spec, state, changed, now),
         create_parent=state.oid is None,
@@ -316,8 +352,10 @@ def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[P
     cutoff = t.cutoff
     covered = window(t.grid, now, t.spec.premake, t.spec.history_from)
     if t.spec.history_from is not None and cutoff is not None and covered.start < cutoff:
+        since = t.spec.history_from
         t.warnings.append(Note(HISTORY_RETAINED, t.spec.table, Bounds(covered.start, cutoff),
-                               f"history_from {t.spec.history_from.isoformat()} reaches before retention's cutoff"
+                               f"history_from {since if isinstance(since, int) else since.isoformat()} reaches before"
+                               " retention's cutoff"
                                f" ({iso(t.grid.space.instant(cutoff))}): retention wins, partitions begin at the cutoff"))
     wanted = [
         piece
@@ -338,8 +376,17 @@ def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[P
 
 def _within_the_type(t: _Table, wanted: list[Bounds]) -> list[Bounds]:
     """The ranges whose bounds the key's type can hold: an epoch in seconds in an integer column ends in January
-    2038. What lies beyond is not made, and the plan says where the type ends."""
-    codec = t.grid.space.codec
+    2038, an integer id at 2**31 - 1. What lies beyond is not made, and the plan says where the type ends."""
+    space = t.grid.space
+    if isinstance(space, IdSpace):
+        fitting = [b for b in wanted if space.fits(b.start) and space.fits(b.end)]
+        if len(fitting) < len(wanted):
+            t.warnings.append(Note(TYPE_ENDS, t.spec.table, Bounds(None, None),
+                                   f"{_article(space.key_type.value)} key holds {space.first} to {space.last} only"
+                                   f" (partman keeps ids within what partition_log holds): {len(wanted) - len(fitting)}"
+                                   f" partition{'s' if len(wanted) - len(fitting) > 1 else ''} beyond are not made"))
+        return fitting
+    codec = space.codec
     if codec is None:
         return wanted
     fitting = [b for b in wanted if all(v is None or codec.fits(v) for v in (b.start, b.end))]
@@ -351,6 +398,51 @@ def _within_the_type(t: _Table, wanted: list[Bounds]) -> list[Bounds]:
                                f" {beyond} partition{'s' if beyond > 1 else ''} outside them are not made"
                                " (a bigint column holds them)"))
     return fitting
+
+
+def _id_notes(t: _Table, creates: list[Bounds]) -> None:
+    """What moved an id table's mark where the plan cannot follow quietly: a jump past its partitions, a row past
+    its sequence, a sequence other tables draw from too. Each is reported; none widens the window."""
+    mark, grid = t.state.id_mark, t.grid
+    if mark is None or t.state.oid is None:
+        return
+    ends = [p.bounds.end for p in t.state.partitions if p.bounds.end is not None]
+    start = grid.floor(grid.mark)
+    if ends and max(ends) < start and not _covered(creates, max(ends), start):
+        gap = Bounds(max(ends), start)
+        t.warnings.append(Note(IDS_JUMPED, t.spec.table, gap,
+                               f"ids jumped: the mark ({grid.mark}, {mark.source}) is {(start - max(ends)) // grid.width:,}"
+                               f" partitions past the last partition's end ({max(ends)}): partitions are made from the"
+                               f" mark's slot on; [{gap.start}, {gap.end}) has none"))
+    if mark.sequence is not None and mark.sequence_readable and mark.largest is not None and mark.largest > grid.mark:
+        holder = next((p.ref for p in t.state.partitions if p.bounds.contains(mark.largest)), None)
+        where = f"in {holder}" if holder else (f"in the default partition {t.state.default.ref}" if t.state.default
+                                               else "somewhere partman cannot tell")
+        t.warnings.append(Note(PAST_THE_SEQUENCE, t.spec.table, Bounds(None, None),
+                               f"a row holds id {mark.largest}, past sequence {mark.sequence} ({grid.mark}): partitions"
+                               f" follow the sequence, not that row ({where})"))
+    detached = {str(e.partition) for e in t.state.detached}
+    sharing = [c for c in mark.sharing if c.rsplit(".", 1)[0] not in detached]
+    if sharing:
+        t.warnings.append(Note(SHARED_SEQUENCE, t.spec.table, Bounds(None, None),
+                               f"sequence {mark.sequence} also feeds {', '.join(sharing)}: this table's ids are not"
+                               " dense, and premake in ids counts theirs too"))
+
+
+def _covered(creates: list[Bounds], start: int, end: int) -> bool:
+    """Whether the planned creates (disjoint) fill [start, end): history_from reaching back over a jump."""
+    return sum(min(b.end, end) - max(b.start, start) for b in creates if b.start < end and b.end > start) >= end - start
+
+
+def _mark_text(spec: TableSpec, state: TableState, grid) -> Optional[str]:
+    """What an id table's plan rests on, shown above its actions: its mark and where it was read."""
+    if not isinstance(grid, WidthGrid):
+        return None
+    if state.oid is None:
+        return f"from {grid.mark} (the origin: a new table); slots of {spec.width:,} from {spec.origin}"
+    mark = state.id_mark
+    source = mark.source if mark.value is not None else "the table is empty: the origin"
+    return f"at {grid.mark} ({source}); slots of {spec.width:,} from {spec.origin}"
 
 
 def _article(word: str) -> str:
@@ -498,7 +590,7 @@ def _check_parent(spec: TableSpec, state: TableState, survey=None) -> list[str]:
             f"{spec.table}: partition key {spec.partition_key} has type {state.key_type_name};"
             " partman manages timestamptz, timestamp and date keys, and integer, bigint and uuid keys that hold a time"
         ]
-    problem = encoding_problem(spec.key_encoding, state.key_type)
+    problem = encoding_problem(spec.key_encoding, state.key_type, spec.width is not None)
     if problem:
         return [f"{spec.table}: {problem} ({spec.source})"]
     declared = spec.declared_key_type
@@ -507,7 +599,8 @@ def _check_parent(spec: TableSpec, state: TableState, survey=None) -> list[str]:
             f"{spec.table}: partition key {spec.partition_key} is {state.key_type.value} in the database, but the"
             f" spec's columns say {declared.value} ({spec.source}); fix the spec"
         ]
-    return []
+    _, unknown = id_mark(spec, state) if spec.width is not None else (None, None)
+    return [unknown] if unknown else []
 
 
 def _retire(t: _Table, p: Partition) -> None:

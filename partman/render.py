@@ -61,6 +61,8 @@ def _table_lines(t: TablePlan) -> list[str]:
         lines.append(f"  x error    {error}")
     if t.create_parent:
         lines.append(f"  + create table {t.table}")
+    if t.id_mark:
+        lines.append(f"  = ids      {t.id_mark}")
     for a in t.actions:
         if a.kind is ActionKind.CREATE:
             rows = f"  (moves {a.default_rows:,} rows from the default partition)" if a.default_rows else ""
@@ -232,7 +234,8 @@ def drift(report, fmt: str) -> str:
 def drift_text(r) -> str:
     lines = [f"partman drift for env {r.env} at {iso(r.now)}", ""]
     for t in r.tables:
-        runway = "n/a" if t.runway_seconds is None else drift_days(t.runway_seconds)
+        runway = (f"{t.runway_ids:,} ids" if t.runway_ids is not None else "n/a" if t.runway_seconds is None
+                  else drift_days(t.runway_seconds))
         lines.append(f"{t.table}  ({'in sync' if t.in_sync else 'DRIFT'}; runway {runway})")
         for f in t.findings:
             where = f" {f.partition}" if f.partition else ""
@@ -267,8 +270,13 @@ def drift_prometheus(r, *, run_at) -> str:
     def each(value) -> list[tuple[dict[str, str], float]]:
         return [({"env": t.env, "table": t.table}, value(t)) for t in r.tables]
 
+    timed = [t for t in r.tables if t.min_runway_ids is None]
     family("partman_runway_seconds", "Seconds from now to the end of the partitions that cover now without a gap.",
-           each(lambda t: t.runway_seconds if t.runway_seconds is not None else 0))
+           [({"env": t.env, "table": t.table}, t.runway_seconds if t.runway_seconds is not None else 0) for t in timed])
+    counted = [t for t in r.tables if t.min_runway_ids is not None]
+    if counted:  # id tables (width): their runway is in ids, from the table's mark
+        family("partman_runway_ids", "Ids from the table's mark to the end of the partitions that cover it without a gap.",
+               [({"env": t.env, "table": t.table}, t.runway_ids or 0) for t in counted])
     family("partman_missing_partitions", "Partitions missing inside the premake horizon.", each(lambda t: t.missing))
     family("partman_unmanaged_partitions", "Partitions not recorded in partition_log.", each(lambda t: t.unmanaged))
     family("partman_default_rows", "Rows in the default partition.", each(lambda t: t.default_rows))

@@ -201,6 +201,7 @@ _SKEW = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
 def refuse_skew(specs: list, pinned: datetime, database_now: datetime) -> None:
     """--now is for reproducible plans and tests; applying a clock far from the database's would retire or
     create partitions for another time. More than one interval of the finest spec away is refused."""
+    specs = [s for s in specs if s.interval is not None]  # an id table's plan follows its ids, not the clock
     if not specs:
         return
     finest = min(specs, key=lambda s: _SKEW[s.interval.value])

@@ -129,6 +129,8 @@ class TableState:
     # to_dict either: a conform's statements hold whatever moved since.
     shape: Any = None
     drifted: dict = field(default_factory=dict, compare=False)
+    # An id table's sequence and largest key (widths.IdMark); not part of to_dict: a sequence moves with every insert.
+    id_mark: Any = None
 
     @property
     def key_type(self) -> Optional[KeyType]:

@@ -13,12 +13,13 @@ from datetime import date, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SpecError
 from .intervals import Interval, Span
 from .encoded import encoding_problem
+from .widths import Reach
 from .model import KeyType, TableRef
 from .yamldoc import Document, JsonPath, load, schema_errors, shown, validator_for
 
@@ -80,9 +81,9 @@ class TableSpec:
 
     table: TableRef
     partition_key: str
-    interval: Interval
-    premake: Optional[Span]  # None: through the end of next calendar year (see DEFAULT_PREMAKE)
-    retention: Optional[Span]
+    interval: Optional[Interval]  # None for an id table, which has a width instead
+    premake: Optional[Union[Span, Reach]]  # None: through the end of next calendar year (see DEFAULT_PREMAKE)
+    retention: Optional[Union[Span, Reach]]  # a Reach (ids, partitions) for an id table, a Span for the rest
     retention_grace: Span
     timezone: str
     columns: tuple[Column, ...]
@@ -102,7 +103,9 @@ class TableSpec:
     conform: bool = True  # plan conforms existing partitions that drifted from the parent; drift reports them
     on_reference: str = "block"  # retention of a partition other tables' rows reference: 'block' or 'cascade'
     key_encoding: Optional[str] = None  # an integer or uuid key holding a time (encoded.ENCODINGS)
-    history_from: Optional[date] = None  # the plan covers the past from this local date's slot on
+    history_from: Optional[Union[date, int]] = None  # the plan covers the past from this local date's (id's) slot on
+    width: Optional[int] = None  # an id table (widths.py): key values per partition
+    origin: int = 0  # an id table's grid: slots start at origin + k * width
 
     @property
     def analyze_age(self) -> Optional[Span]:
@@ -122,7 +125,7 @@ class TableSpec:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["columns"] = tuple(dict(vars(c)) for c in self.columns)
         data["table"] = str(self.table)
-        data["interval"] = self.interval.value
+        data["interval"] = self.interval.value if self.interval else None
         for key in ("premake", "retention", "retention_grace"):
             span = getattr(self, key)
             data[key] = str(span) if span else None
@@ -138,8 +141,12 @@ class TableSpec:
                 data.pop(key)
         if "storage_parameters" in data:
             data["storage_parameters"] = dict(self.storage_parameters)
-        if "history_from" in data:
+        if "history_from" in data and isinstance(self.history_from, date):
             data["history_from"] = self.history_from.isoformat()
+        if self.width is None:  # absent for a time table: its fingerprint stays as it was
+            del data["width"], data["origin"]
+        else:
+            del data["interval"]
         return data
 
     @classmethod
@@ -147,9 +154,9 @@ class TableSpec:
         return cls(
             table=TableRef.parse(d["table"]),
             partition_key=d["partition_key"],
-            interval=Interval(d["interval"]),
-            premake=Span.parse(d["premake"]) if d["premake"] else None,
-            retention=Span.parse(d["retention"]) if d["retention"] else None,
+            interval=Interval(d["interval"]) if d.get("interval") else None,
+            premake=_reach(d, "premake"),
+            retention=_reach(d, "retention"),
             retention_grace=Span.parse(d["retention_grace"]),
             timezone=d["timezone"],
             columns=tuple(Column(**c) for c in d["columns"]),
@@ -165,11 +172,26 @@ class TableSpec:
             conform=d.get("conform", True),
             on_reference=d.get("on_reference", "block"),
             key_encoding=d.get("key_encoding"),
-            history_from=date.fromisoformat(d["history_from"]) if d.get("history_from") else None,
+            history_from=_history(d.get("history_from")),
+            width=d.get("width"),
+            origin=d.get("origin", 0),
         )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _reach(d: dict, key: str) -> Optional[Union[Span, Reach]]:
+    """A premake or retention from a plan file: in ids or partitions for an id table, a duration for the rest."""
+    if not d.get(key):
+        return None
+    return Reach.parse(d[key]) if d.get("width") else Span.parse(d[key])
+
+
+def _history(value: Any) -> Optional[Union[date, int]]:
+    if value is None or isinstance(value, int):
+        return value
+    return date.fromisoformat(value)
 
 
 def default_premake(interval: Interval) -> Optional[Span]:
@@ -353,12 +375,25 @@ def _span_problems(text: Optional[str]) -> Problems:
         yield (), str(exc)
 
 
+def _reach_problems(value: Any) -> Problems:
+    """premake and retention: a duration, or (for an id table, which _build holds to it) ids or partitions."""
+    if value is None or isinstance(value, int):
+        return
+    problems = list(_span_problems(value))
+    try:
+        Reach.parse(value)
+    except ValueError:
+        yield from problems
+
+
 _CHECKS = {
     "table": _table_problems,
     "partition_key": _identifier_problems,
     "columns": _column_problems,
     "primary_key": _primary_key_problems,
     **{key: _span_problems for key in SPAN_KEYS},
+    "premake": _reach_problems,
+    "retention": _reach_problems,
     "analyze": lambda v: _span_problems(None if v in ("after_changes", "never") else v),
     "tablespace": _identifier_problems,
     "storage_parameters": lambda v: _storage_problems(v),
@@ -500,9 +535,9 @@ def _build(doc: Document, env: str) -> TableSpec:
                 " partman manages timestamptz, timestamp and date keys, and integer, bigint and uuid keys that hold"
                 " a time (key_encoding)"
             )
-        problem = encoding_problem(merged.get("key_encoding"), key_type)
+        problem = encoding_problem(merged.get("key_encoding"), key_type, merged.get("width") is not None)
         if problem:
-            raise SpecError(f"{where('key_encoding' if merged.get('key_encoding') else 'columns')}: {problem}")
+            raise SpecError(f"{where(_problem_key(merged))}: {problem}")
         missing = [c for c in primary_key if c not in names]
         if missing:
             raise SpecError(f"{where('primary_key')}: primary key column {shown(missing[0])} is not among the columns")
@@ -512,13 +547,15 @@ def _build(doc: Document, env: str) -> TableSpec:
             " (PostgreSQL requires it on partitioned tables)"
         )
 
-    interval = Interval(merged["interval"])
+    ids = _layout_kind(merged, where)
+    interval = None if ids else Interval(merged["interval"])
+    premake, retention = (_reach_of(merged, key, where, ids) for key in ("premake", "retention"))
     return TableSpec(
         table=table,
         partition_key=key,
         interval=interval,
-        premake=default_premake(interval) if merged.get("premake") is None else Span.parse(merged["premake"]),
-        retention=Span.parse(merged["retention"]) if merged.get("retention") else None,
+        premake=default_premake(interval) if premake is None and not ids else premake,
+        retention=retention,
         retention_grace=Span.parse(merged.get("retention_grace", DEFAULT_GRACE)),
         timezone=tz,
         columns=columns,
@@ -536,12 +573,61 @@ def _build(doc: Document, env: str) -> TableSpec:
         conform=bool(merged.get("conform", True)),
         on_reference=str(merged.get("on_reference", "block")),
         key_encoding=merged.get("key_encoding"),
-        history_from=_history_from(merged.get("history_from"), where),
+        history_from=_history_from(merged.get("history_from"), where, ids),
+        width=merged.get("width"),
+        origin=merged.get("origin", 0) if ids else 0,
     )
 
 
-def _history_from(value: Any, where: Callable[[str], str]) -> Optional[date]:
-    """A date as YAML reads one (2024-01-01), or the same written as a string."""
+def _problem_key(merged: dict) -> str:
+    return "key_encoding" if merged.get("key_encoding") else "width" if merged.get("width") is not None else "columns"
+
+
+def _layout_kind(merged: dict, where: Callable[[str], str]) -> bool:
+    """True for an id table (width), False for a time table (interval); an environment may not mix the two."""
+    if merged.get("width") is not None and merged.get("interval") is not None:
+        return _fail(f"{where('width')}: a table has an interval (a time key) or a width (an id key), not both")
+    if merged.get("width") is None and merged.get("origin") is not None:
+        return _fail(f"{where('origin')}: origin aligns the partitions of an id table; it needs a width")
+    return merged.get("width") is not None
+
+
+def _reach_of(merged: dict, key: str, where: Callable[[str], str], ids: bool) -> Optional[Union[Span, Reach]]:
+    """premake or retention: ids or partitions for an id table, a duration for a time table."""
+    value = merged.get(key)
+    if value is None:
+        return None
+    if ids:
+        try:
+            return Reach.parse(value)
+        except ValueError:
+            return _fail(f"{where(key)}: {key} of an id table (width) is a number of ids or partitions, such as"
+                         f" '4 partitions' or 5000000, not {shown(value)}")
+    if isinstance(value, int) or (list(_span_problems(value)) and _is_reach(value)):
+        return _fail(f"{where(key)}: {key} {shown(value)} counts ids or partitions, which only an id table (width)"
+                     " has; a time table's is a duration such as '18 months'")
+    return Span.parse(value)
+
+
+def _is_reach(value: Any) -> bool:
+    try:
+        Reach.parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _fail(message: str):
+    raise SpecError(message)
+
+
+def _history_from(value: Any, where: Callable[[str], str], ids: bool = False) -> Optional[Union[date, int]]:
+    """A date as YAML reads one (2024-01-01), or the same written as a string; an id for an id table."""
+    if ids:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise SpecError(f"{where('history_from')}: history_from of an id table (width) is an id, not"
+                        f" {shown(value.isoformat() if isinstance(value, date) else value)}")
     if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
         return value
     try:

@@ -98,11 +98,19 @@ class KeySpace:
         return value
 
 
-def space_for(key_type: KeyType, tz: str, encoding: Optional[str] = None) -> KeySpace:
-    """The key space of a key of this type in a spec's zone and key_encoding (a uuid key is UUIDv7 unless told)."""
+def space_for(key_type: KeyType, tz: str, encoding: Optional[str] = None, mark: Optional[int] = None):
+    """The key space of a key of this type in a spec's zone and key_encoding (a uuid key is UUIDv7 unless told); an
+    integer key without an encoding holds ids (widths.py), whose "now" is the table's id mark."""
     from .encoded import default_encoding
 
-    return KeySpace(key_type, tz) if key_type.is_time else KeySpace(key_type, tz, default_encoding(key_type, encoding))
+    if key_type.is_time:
+        return KeySpace(key_type, tz)
+    encoding = default_encoding(key_type, encoding)
+    if encoding is None:
+        from .widths import IdSpace
+
+        return IdSpace(key_type, tz, mark)
+    return KeySpace(key_type, tz, encoding)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -172,12 +180,15 @@ class Grid:
             boundary = self.interval.next(boundary)
 
 
-def window(grid: Grid, now: datetime, premake: Optional[Span], history_from: Optional[date] = None) -> Bounds:
+def window(grid, now: datetime, premake, history_from=None) -> Bounds:
     """[start of the slot containing now, first boundary at or after the premake horizon).
 
     Without a premake the horizon is the end of next calendar year, the original requirement's rule (a spec
     gets it only for the month-based intervals: spec.DEFAULT_PREMAKE). The window always holds at least the
-    current slot. history_from (a local date) reaches back: the window starts at its slot if that is earlier."""
+    current slot. history_from (a local date) reaches back: the window starts at its slot if that is earlier.
+    An id table's grid reaches from its id mark instead (widths.WidthGrid.window)."""
+    if not isinstance(grid, Grid):
+        return grid.window(premake, history_from)  # an id table's (widths.WidthGrid): from its id mark
     local_now = grid.space.local_moment(now)
     first = grid.interval.floor(local_now.date())
     if history_from is not None:
@@ -198,3 +209,10 @@ def retention_cutoff(space: KeySpace, now: datetime, retention: Optional[Span]) 
     if retention is None:
         return None
     return space.from_local_moment(retention.add(space.local_moment(now), sign=-1))
+
+
+def cutoff(grid, now: datetime, retention) -> Optional[KeyValue]:
+    """retention_cutoff for a table's grid: an id table's counts back from its id mark."""
+    if not isinstance(grid, Grid):
+        return grid.cutoff(retention)
+    return retention_cutoff(grid.space, now, retention)

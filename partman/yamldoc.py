@@ -277,7 +277,7 @@ def schema_errors(doc: Document, validator: Any) -> list[str]:
         if "propertyNames" in error.schema_path:  # about a key: at its own line
             found.append((doc.line(at + (error.instance,)), at, _message(error)))
             continue
-        found.append((doc.line(at), at, _message(error)))
+        found.append((doc.line(at), at, _message(error, validator.schema)))
     found.sort(key=lambda item: (item[0], [str(p) for p in item[1]]))
     return [f"{doc.path}:{line}: {dotted(at)}: {msg}" if at else f"{doc.path}:{line}: {msg}" for line, at, msg in found]
 
@@ -292,7 +292,9 @@ def _referenced_properties(schema: dict, root: dict) -> list[str]:
     return list(target.get("properties", {})) + _referenced_properties(target, root)
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, root: Optional[dict] = None) -> str:
+    if error.validator == "oneOf" and root is not None:
+        return _alternatives(error, root)
     if error.validator == "enum":
         return f"{shown(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
     # A string schema with a pattern says in its description what it wants, also when too short or long.
@@ -304,6 +306,33 @@ def _message(error: Any) -> str:
     if message.startswith(full):
         message = shown(error.instance) + message[len(full):]
     return one_line(message)
+
+
+def _alternatives(error: Any, root: dict) -> str:
+    """A value that fits none of a oneOf's schemas (or, for the root, fits two): what each alternative wants."""
+    wanted = []
+    for alternative in error.validator_value:
+        target = _resolve(alternative, root)
+        if "required" in target:
+            wanted.append(f"a key {' and '.join(map(shown, target['required']))}")
+        elif "enum" in target:
+            wanted.append(", ".join(map(str, target["enum"])))
+        elif target.get("type") == "null":
+            wanted.append("null")
+        elif "description" in target:
+            wanted.append(target["description"])
+    if not error.absolute_path and all(w.startswith("a key") for w in wanted):
+        return f"exactly one of {' or '.join(w[len('a key '):] for w in wanted)} is needed (an interval for a time key, a width for an id key)"
+    return one_line(f"{shown(error.instance)} is not {', nor '.join(wanted)}")
+
+
+def _resolve(schema: Any, root: dict) -> dict:
+    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and schema["$ref"].startswith("#/"):
+        target: Any = root
+        for part in schema["$ref"][2:].split("/"):
+            target = target[part]
+        schema = target
+    return schema if isinstance(schema, dict) else {}
 
 
 def dotted(at: JsonPath) -> str:

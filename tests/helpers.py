@@ -53,8 +53,9 @@ class Layout:
     """A table's partitions built up by hand for planner tests; oids are assigned in order."""
 
     def __init__(self, table: TableRef = BOOKINGS, key_type: KeyType = KeyType.TIMESTAMPTZ, tz: str = "UTC",
-                 encoding: Optional[str] = None):
+                 encoding: Optional[str] = None, mark=None):
         self.table, self.key_type, self.space = table, key_type, space_for(key_type, tz, encoding)
+        self.mark = mark  # an id table's sequence and largest key (widths.IdMark)
         self.partitions: list[Partition] = []
         self.managed: set = set()
         self.rows: dict[int, bool] = {}
@@ -81,10 +82,13 @@ class Layout:
             partitions=tuple(sorted(self.partitions, key=lambda p: p.bounds.start)),
             managed=frozenset(self.managed),
             config=desired_config(configured_for) if configured_for else None,
+            id_mark=self.mark,
         )
 
     def snapshot(self, configured_for: Optional[TableSpec] = None) -> Snapshot:
-        return Snapshot(tables={self.table: self.state(configured_for)}, has_rows=dict(self.rows))
+        # As the catalog reads it (catalog._taken): the partitions' own names are taken.
+        return Snapshot(tables={self.table: self.state(configured_for)}, has_rows=dict(self.rows),
+                        taken_names=frozenset(p.ref for p in self.partitions))
 
 
 def write_spec(directory: Path, data: dict[str, Any], name: str = "bookings.yaml") -> Path:

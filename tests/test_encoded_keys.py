@@ -136,7 +136,7 @@ def test_a_bigint_table_whose_spec_names_no_encoding_is_refused_in_one_line(caps
                                    "environments": {"test": {}}})
     result = cli(capsys, db_url, "plan")
     assert result.code == 1
-    assert "public.ids: a bigint partition key needs key_encoding: epoch_s, epoch_ms or epoch_us" in result.out + result.err
+    assert "public.ids: a bigint partition key needs a width (ids: `width: 1000000`) or a key_encoding (a time: epoch_s, epoch_ms or epoch_us)" in result.out + result.err
     assert "Traceback" not in result.err
 
 

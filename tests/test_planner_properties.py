@@ -12,15 +12,18 @@ from hypothesis import strategies as st
 from helpers import BOOKINGS, Layout, spec, utc
 
 from partman.intervals import Interval
-from partman.model import KeyType
+from partman.model import Bounds, KeyType
 from partman.plan import ActionKind, Plan, Reason
 from partman.planner import plan
 from partman.snapshot import LogEntry, Partition, Snapshot
-from partman.timeline import Grid, retention_cutoff, space_for, window
+from partman.intervals import Span
+from partman.planner import layout as layout_of
+from partman.timeline import cutoff, space_for, window
+from partman.widths import IdMark, Reach
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "America/Havana", "Pacific/Chatham"]
 KEY_TYPES = {"timestamptz": KeyType.TIMESTAMPTZ, "timestamp": KeyType.TIMESTAMP, "date": KeyType.DATE,
-             "bigint": KeyType.BIGINT, "integer": KeyType.INTEGER, "uuid": KeyType.UUID}
+             "bigint": KeyType.BIGINT, "integer": KeyType.INTEGER, "smallint": KeyType.SMALLINT, "uuid": KeyType.UUID}
 # Each key kind: its column type and key_encoding. Epoch numbers and UUIDv7 are laid out as timestamptz is.
 KINDS = {"timestamptz": ("timestamptz", None), "timestamp": ("timestamp", None), "date": ("date", None),
          "epoch_ms": ("bigint", "epoch_ms"), "epoch_s": ("integer", "epoch_s"), "epoch_us": ("bigint", "epoch_us"),
@@ -30,7 +33,45 @@ SPAN = {Interval.DAILY: 40, Interval.WEEKLY: 200, Interval.MONTHLY: 500, Interva
 
 @st.composite
 def scenarios(draw):
-    key, encoding = KINDS[draw(st.sampled_from(sorted(KINDS)))]
+    kind = draw(st.sampled_from(sorted(KINDS) + ["ids", "ids"]))
+    return _id_scenario(draw) if kind == "ids" else _time_scenario(draw, kind)
+
+
+def _id_scenario(draw):
+    """An id table (width): an old layout of another width around its mark, which may have jumped far past it."""
+    key = draw(st.sampled_from(["bigint", "integer", "smallint"]))  # smallint: the jump meets its end (PM217)
+    width, old = draw(st.sampled_from([10, 100, 1000])), draw(st.sampled_from([10, 100, 250, 1000]))
+    origin = draw(st.sampled_from([0, 0, 7, -3]))
+    built = draw(st.integers(0, 20_000))  # where the old layout is centred
+    mark = built + draw(st.sampled_from([0, 0, 37, 999, 20_000]))  # 20,000: a jump past the partitions
+    reaches = ["0 ids", "50 ids", "3 partitions", "2500 ids", None]
+    s = replace(spec("monthly", key_type=key), interval=None, width=width, origin=origin,
+                premake=_reach(draw(st.sampled_from(reaches))),
+                retention=_reach(draw(st.sampled_from([None, "30 ids", "2 partitions", "5000 ids"]))),
+                retention_grace=Span.parse(draw(st.sampled_from(["0 days", "7 days"]))),
+                adopt=draw(st.integers(0, 3)) == 0, retention_keep_table=draw(st.integers(0, 3)) == 0,
+                history_from=draw(st.sampled_from([None, None, max(0, built - 500), built])))
+    by_sequence = draw(st.booleans())
+    layout = Layout(key_type=KEY_TYPES[key], mark=IdMark("public.t_id_seq", mark, 1, indexed=True) if by_sequence
+                    else IdMark(indexed=True, largest=mark, largest_known=True))
+    boundary = built - built % old - 10 * old
+    while boundary < built + 10 * old:
+        if draw(st.integers(0, 9)) < 8:
+            cut = [boundary, boundary + old]
+            if draw(st.integers(0, 9)) == 0:
+                cut.insert(1, boundary + draw(st.integers(1, old - 1)))
+            for a, b in zip(cut, cut[1:]):
+                layout.add(a, b, rows=draw(st.integers(0, 9)) < 3, managed=draw(st.integers(0, 19)) > 0)
+        boundary += old
+    return s, layout, utc(2027, 1, 1)
+
+
+def _reach(text):
+    return None if text is None else Reach.parse(text)
+
+
+def _time_scenario(draw, kind):
+    key, encoding = KINDS[kind]
     tz = draw(st.sampled_from(ZONES))
     now = utc(2026, 1, 1) + timedelta(minutes=draw(st.integers(0, 3 * 365 * 24 * 60)))
     old = draw(st.sampled_from(list(Interval)))
@@ -49,7 +90,6 @@ def scenarios(draw):
     s = replace(s, adopt=draw(st.integers(0, 3)) == 0, retention_keep_table=draw(st.integers(0, 3)) == 0,
                 history_from=None if history is None else (now - timedelta(days=history)).date())
     layout = Layout(key_type=KEY_TYPES[key], tz=tz, encoding=encoding)
-    grid = Grid(old, layout.space)
     local_now = layout.space.local_moment(now).date()
     boundary = old.floor(local_now - timedelta(days=SPAN[old]))
     stop = local_now + timedelta(days=SPAN[old])
@@ -68,7 +108,6 @@ def scenarios(draw):
                     managed=draw(st.integers(0, 19)) > 0,
                 )
         boundary = nxt
-    assert grid  # the old layout's grid is only used to build it
     return s, layout, now
 
 
@@ -128,10 +167,11 @@ def test_after_apply_no_two_partitions_overlap(case):
 def test_after_apply_the_window_has_no_gap(case):
     s, layout, now = case
     after = simulate(layout.snapshot(), plan([s], layout.snapshot(), now=now, env="t"))
-    space = layout.space
-    w = window(Grid(s.interval, space), now, s.premake, s.history_from)
-    cutoff = retention_cutoff(space, now, s.retention)
-    cursor = w.start if cutoff is None else max(w.start, cutoff)
+    grid, _ = layout_of(s, layout.state())
+    w = window(grid, now, s.premake, s.history_from)
+    end = cutoff(grid, now, s.retention)
+    w = Bounds(w.start, min(w.end, grid.floor(grid.space.last))) if s.width else w  # the type ends there (PM217)
+    cursor = w.start if end is None else max(w.start, end)
     for b in sorted(x.bounds for x in after.tables[BOOKINGS].partitions):
         if cursor >= w.end:
             break
@@ -149,14 +189,15 @@ def test_no_populated_partition_is_dropped_except_by_retention(case):
     snap = layout.snapshot()
     p = plan([s], snap, now=now, env="t")
     oid_of = {x.ref: x.oid for x in snap.tables[BOOKINGS].partitions}
-    now_key = layout.space.key_of(now)
-    cutoff = retention_cutoff(layout.space, now, s.retention)
+    grid, _ = layout_of(s, snap.tables[BOOKINGS])
+    now_key = grid.space.key_of(now)
+    expired = cutoff(grid, now, s.retention)
     for a in p.tables[0].actions:
         if a.kind is ActionKind.DROP and a.reason is Reason.INTERVAL_CHANGE:
             assert not snap.has_rows[oid_of[a.partition]]
             assert a.bounds.start > now_key, "an interval change touched a past or current partition"
         if a.kind is ActionKind.DETACH:
-            assert a.reason is Reason.RETENTION and a.bounds.end <= cutoff
+            assert a.reason is Reason.RETENTION and a.bounds.end <= expired
         if a.kind in (ActionKind.DROP, ActionKind.DETACH):
             assert any(start == layout.space.to_log(a.bounds.start) for start, _ in snap.tables[BOOKINGS].managed), "dropped an unmanaged partition"
 

@@ -112,7 +112,7 @@ def test_a_bigint_key_without_an_encoding_is_refused_at_the_spec_line(tmp_path):
     data = spec_data()
     data["columns"][1]["type"] = "bigint"
     path = write_spec(tmp_path, data)
-    with pytest.raises(SpecError, match=rf"{path}:\d+: a bigint partition key needs key_encoding: epoch_s, epoch_ms"):
+    with pytest.raises(SpecError, match=rf"{path}:\d+: a bigint partition key needs a width \(ids: `width: 1000000`\) or a key_encoding \(a time: epoch_s, epoch_ms"):
         load_specs([tmp_path], "test")
 
 
