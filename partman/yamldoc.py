@@ -277,6 +277,14 @@ def schema_errors(doc: Document, validator: Any) -> list[str]:
         if "propertyNames" in error.schema_path:  # about a key: at its own line
             found.append((doc.line(at + (error.instance,)), at, _message(error)))
             continue
+        if error.validator == "oneOf" and not at and isinstance(error.instance, dict):
+            # Which of the root's keys clash (interval and width): at the later one's line.
+            present = [k for alt in error.validator_value for k in alt.get("required", ()) if k in error.instance]
+            if len(present) > 1:
+                found.append((max(doc.line((k,)) for k in present), at,
+                              f"{' and '.join(map(shown, present))} exclude each other: a table has an interval (a time"
+                              " key) or a width (an id key), not both"))
+                continue
         found.append((doc.line(at), at, _message(error, validator.schema)))
     found.sort(key=lambda item: (item[0], [str(p) for p in item[1]]))
     return [f"{doc.path}:{line}: {dotted(at)}: {msg}" if at else f"{doc.path}:{line}: {msg}" for line, at, msg in found]

@@ -12,7 +12,7 @@ from helpers import spec_data, write_spec
 from partman.errors import SpecError
 from partman.intervals import Interval, Span
 from partman.model import KeyType, TableRef
-from partman.spec import load_specs
+from partman.spec import TableSpec, load_specs
 
 
 def test_the_environment_overlay_wins_over_the_top_level(tmp_path):
@@ -625,3 +625,65 @@ def test_history_from_is_a_date_written_either_way_and_an_environment_may_set_it
     write_spec(tmp_path, data)
     assert load_specs([tmp_path], "test", ["test", "prod"])[0].history_from == date(2024, 3, 1)
     assert load_specs([tmp_path], "prod", ["test", "prod"])[0].history_from == date(2023, 1, 1)
+
+
+def id_spec_data(**overrides):
+    data = spec_data(partition_key="id", width=1000000, premake="4 partitions", primary_key=["id"])
+    del data["interval"]
+    data["columns"] = [{"name": "id", "type": "bigint", "identity": "always"}, {"name": "note", "type": "text"}]
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_an_id_table_takes_a_width_and_reaches_in_ids_or_partitions(tmp_path):
+    from partman.widths import Reach
+
+    data = id_spec_data(retention=5000000, history_from=0, origin=1)
+    data["environments"]["prod"] = {"premake": "20000000 ids", "retention": "10 partitions"}
+    write_spec(tmp_path, data)
+    test = load_specs([tmp_path], "test", ["test", "prod"])[0]
+    prod = load_specs([tmp_path], "prod", ["test", "prod"])[0]
+    assert (test.interval, test.width, test.origin, test.history_from) == (None, 1000000, 1, 0)
+    assert (test.premake, test.retention) == (Reach(4, "partitions"), Reach(5000000, "ids"))
+    assert (prod.premake, prod.retention) == (Reach(20000000, "ids"), Reach(10, "partitions"))
+    assert TableSpec.from_dict(test.to_dict(with_source=True)) == test, "a plan file carries the spec exactly"
+
+
+def test_a_time_tables_fingerprint_does_not_change_with_the_width_keys(tmp_path):
+    # A spec written before widths existed keeps its fingerprint, so saved plans made then stay valid.
+    write_spec(tmp_path, spec_data())
+    (spec,) = load_specs([tmp_path], "test")
+    assert "width" not in spec.to_dict() and "origin" not in spec.to_dict()
+
+
+@pytest.mark.parametrize("overrides, key, why", [
+    ({"interval": "monthly"}, "interval", "'interval' and 'width' exclude each other: a table has an interval \\(a time key\\) or a width \\(an id key\\), not both"),
+    ({"premake": "3 months"}, "premake", "premake of an id table \\(width\\) is a number of ids or partitions"),
+    ({"retention": "1 year"}, "retention", "retention of an id table \\(width\\) is a number of ids or partitions"),
+    ({"history_from": "2024-01-01"}, "history_from", "history_from of an id table \\(width\\) is an id"),
+    ({"key_encoding": "epoch_ms"}, "key_encoding", "key_encoding epoch_ms lays out a time, width lays out ids"),
+])
+def test_what_an_id_table_cannot_take_is_refused_at_its_line(tmp_path, overrides, key, why):
+    path = write_spec(tmp_path, id_spec_data(**overrides))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(f"{key}:"))
+    with pytest.raises(SpecError, match=rf"{path}:{line}: {why}"):
+        load_specs([tmp_path], "test")
+
+
+@pytest.mark.parametrize("overrides, why", [
+    ({"premake": "4 partitions"}, "premake '4 partitions' counts ids or partitions, which only an id table"),
+    ({"retention": 5000}, "retention 5000 counts ids or partitions, which only an id table"),
+    ({"origin": 5}, "origin aligns the partitions of an id table; it needs a width"),
+])
+def test_what_only_an_id_table_takes_is_refused_on_a_time_table(tmp_path, overrides, why):
+    path = write_spec(tmp_path, spec_data(**overrides))
+    with pytest.raises(SpecError, match=rf"{path}:\d+: {why}"):
+        load_specs([tmp_path], "test")
+
+
+def test_a_width_on_a_time_key_is_refused(tmp_path):
+    data = spec_data(width=100)
+    del data["interval"]
+    path = write_spec(tmp_path, data)
+    with pytest.raises(SpecError, match=rf"{path}:\d+: width is for integer keys holding ids; a timestamp with time zone key takes an interval"):
+        load_specs([tmp_path], "test")

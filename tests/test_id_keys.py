@@ -1,0 +1,166 @@
+"""Integer ranges by width (widths.py), on PostgreSQL 15 and 18: an id table's partitions follow its mark (the
+sequence behind its key, else its largest key), premake and retention count ids or partitions from it, and what
+moves the mark far, a sequence jump, an id inserted past the sequence, a sequence shared with another table, is
+shown in the plan and never makes more than premake asks."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from dbtools import count, run_cli
+from helpers import write_spec
+
+
+def events(**overrides):
+    data = {
+        "table": "public.events", "partition_key": "id", "width": 1000, "premake": "3 partitions",
+        "columns": [{"name": "id", "type": "bigint", "identity": "by default"}, {"name": "body", "type": "text"}],
+        "primary_key": ["id"], "environments": {"test": {}},
+    }
+    data = {**data, **overrides}
+    return {k: v for k, v in data.items() if v is not None}  # None: the key left out
+
+
+def cli(capsys, db_url, command, *extra):
+    return run_cli(capsys, command, "specs", "--env", "test", "--database-url", db_url, *extra)
+
+
+def partitions(conn, table: str = "events") -> dict[str, str]:
+    return dict(conn.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = %s::regclass ORDER BY 1", (table,)).fetchall())
+
+
+def insert(conn, n: int) -> None:
+    conn.execute("INSERT INTO events (body) SELECT 'r' FROM generate_series(1, %s)", (n,))
+
+
+def test_ids_past_the_premake_horizon_are_refused_until_apply_follows_the_sequence(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", events(retention="2 partitions", retention_grace="0 days"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    insert(conn, 3500)
+    plan = cli(capsys, db_url, "plan")
+    assert "= ids      at 3500 (sequence public.events_id_seq); slots of 1,000 from 0" in plan.out, plan.out
+    assert "+ create   public.events_p4000  [4000, 5000)" in plan.out and "public.events_p7000" not in plan.out
+    # 2 partitions are kept behind the mark's slot [3000, 4000): [0, 1000) has expired.
+    assert "- detach   public.events_p0  [0, 1000)  retention" in plan.out, plan.out
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err
+    assert sorted(partitions(conn)) == ["events_p1000", "events_p2000", "events_p3000", "events_p4000", "events_p5000",
+                                        "events_p6000"]
+    assert count(conn, "events") == 3500 - 999, "the rows of [0, 1000) left with their partition"
+    insert(conn, 100)  # ids 3501 to 3600 land in their partitions
+    assert conn.execute("SELECT tableoid::regclass::text FROM events WHERE id = 3600").fetchone()[0] == "events_p3000"
+    again = cli(capsys, db_url, "plan", "--detailed-exitcode")
+    assert again.code == 0 and "in shape" in again.out, again.out
+
+
+def test_a_sequence_jump_is_shown_and_makes_only_premake_partitions(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", events())
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute("SELECT setval('events_id_seq', 5000000000)")
+    plan = cli(capsys, db_url, "plan")
+    creates = [line for line in plan.out.splitlines() if "+ create" in line]
+    assert len(creates) == 4, plan.out  # the mark's slot and 3 ahead, not the 5 million between
+    assert "PM218 ids jumped: the mark (5000000000, sequence public.events_id_seq) is 4,999,996 partitions past the" \
+           " last partition's end (4000)" in plan.out, plan.out
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    insert(conn, 1)
+    assert conn.execute("SELECT tableoid::regclass::text FROM events").fetchone()[0] == "events_p5000000000"
+    assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0
+
+
+def test_an_id_inserted_by_hand_past_the_sequence_is_shown_and_not_followed(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", events())
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    insert(conn, 10)
+    with pytest.raises(psycopg.errors.CheckViolation, match="no partition of relation"):
+        conn.execute("INSERT INTO events (id, body) VALUES (9000000000000, 'by hand')")
+    conn.execute("CREATE TABLE events_default PARTITION OF events DEFAULT")
+    conn.execute("INSERT INTO events (id, body) VALUES (9000000000000, 'by hand')")
+    plan = cli(capsys, db_url, "plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out  # nothing to do: partitions follow the sequence
+    assert "PM219 a row holds id 9000000000000, past sequence public.events_id_seq (10): partitions follow the" \
+           " sequence, not that row (in the default partition public.events_default)" in plan.out, plan.out
+    drift = cli(capsys, db_url, "drift", "--format", "json")
+    (table,) = json.loads(drift.out)["tables"]
+    assert table["runway_ids"] == 3990 and table["min_runway_ids"] == 1500 and table["runway_seconds"] is None
+
+
+def test_a_sequence_shared_with_another_table_is_named(capsys, workdir, db_url, conn):
+    conn.execute("CREATE SEQUENCE shared_ids")
+    conn.execute("CREATE TABLE events (id bigint NOT NULL DEFAULT nextval('shared_ids'), body text, PRIMARY KEY (id))"
+                 " PARTITION BY RANGE (id)")
+    conn.execute("CREATE TABLE audit (id bigint DEFAULT nextval('shared_ids'))")
+    write_spec(workdir / "specs", events(columns=None, primary_key=None))
+    plan = cli(capsys, db_url, "apply", "--auto-approve")
+    assert plan.code == 0, plan.err
+    assert "= ids      at 1 (sequence public.shared_ids, not used yet)" in plan.out, plan.out
+    assert "PM220 sequence public.shared_ids also feeds public.audit.id" in plan.out, plan.out
+    insert(conn, 5)
+    assert [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id")] == [1, 2, 3, 4, 5]
+
+
+def test_without_a_sequence_the_largest_key_is_the_mark(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE events (id bigint NOT NULL, body text, PRIMARY KEY (id)) PARTITION BY RANGE (id)")
+    conn.execute("CREATE TABLE events_old PARTITION OF events FOR VALUES FROM (0) TO (5000)")
+    conn.execute("INSERT INTO events SELECT g, 'r' FROM generate_series(1, 4321) g")
+    write_spec(workdir / "specs", events(columns=None, primary_key=None))
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err
+    assert "= ids      at 4321 (the largest key)" in result.out, result.out
+    assert sorted(partitions(conn)) == ["events_old", "events_p5000", "events_p6000", "events_p7000"], result.out
+
+
+def test_a_key_with_no_sequence_and_no_index_is_refused_in_one_line(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE events (id bigint NOT NULL, body text) PARTITION BY RANGE (id)")
+    write_spec(workdir / "specs", events(columns=None, primary_key=None))
+    result = cli(capsys, db_url, "plan")
+    assert result.code == 1
+    assert "public.events: cannot tell how far its ids reach: id has no sequence (identity, serial or a nextval" \
+           " default) and no index that leads with it; give it one (CREATE INDEX ON public.events (id))" in result.out
+    assert "Traceback" not in result.out + result.err
+
+
+def test_history_from_an_id_backfills_and_moves_the_default_rows(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE events (id bigint GENERATED BY DEFAULT AS IDENTITY, body text, PRIMARY KEY (id))"
+                 " PARTITION BY RANGE (id)")
+    conn.execute("CREATE TABLE events_default PARTITION OF events DEFAULT")
+    conn.execute("INSERT INTO events (body) SELECT 'old' FROM generate_series(1, 2500)")  # all in the default
+    write_spec(workdir / "specs", events(columns=None, primary_key=None, history_from=0, move_default_rows=True))
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err
+    assert sorted(partitions(conn)) == ["events_default"] + [f"events_p{k}" for k in range(0, 6000, 1000)]
+    assert count(conn, "events_default") == 0 and count(conn, "events") == 2500
+
+
+def test_a_width_change_keeps_every_row_and_replaces_only_empty_future_partitions(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", events(premake="5000 ids"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    insert(conn, 1500)
+    write_spec(workdir / "specs", events(width=500, premake="5000 ids"))
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err
+    bounds = sorted(conn.execute(
+        "SELECT (regexp_match(pg_get_expr(c.relpartbound, c.oid), '\\d+'))[1]::int, c.relname FROM pg_inherits i"
+        " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass").fetchall())
+    starts = [start for start, _ in bounds]
+    assert bounds[:2] == [(0, "events_p0"), (1000, "events_p1000")], "populated partitions stay as they are"
+    assert starts == [0, 1000] + list(range(2000, 6500, 500)), bounds  # the empty ones are now 500 wide
+    assert count(conn, "events") == 1500
+    assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0
+
+
+def test_a_saved_plan_of_an_id_table_applies_and_carries_its_mark(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", events())
+    saved = cli(capsys, db_url, "plan", "--out", "ids.json")
+    assert saved.code == 0, saved.err
+    data = json.loads((workdir / "ids.json").read_text())
+    (table,) = data["plan"]["tables"]
+    assert table["id_mark"] == "from 0 (the origin: a new table); slots of 1,000 from 0"
+    result = run_cli(capsys, "apply", "ids.json", "--database-url", db_url, "--auto-approve")
+    assert result.code == 0, result.err + result.out
+    assert len(partitions(conn)) == 4
