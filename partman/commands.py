@@ -375,5 +375,6 @@ def exclusions(options: Options, fmt: str) -> int:
     tables = [s.table for s in session.specs]
     managed = excl.read(session.conn, session.state_schema, tables, lock_timeout_ms=session.ladder.wait_ms)
     converting = frozenset(s.table for s in session.specs if s.convert)
-    emit(excl.render(excl.build(tables, managed, converting), fmt, session.env), color=False)
+    ids = frozenset(s.table for s in session.specs if s.width is not None)
+    emit(excl.render(excl.build(tables, managed, converting, ids), fmt, session.env), color=False)
     return Exit.OK

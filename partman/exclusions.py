@@ -84,14 +84,19 @@ def _re_escape(text: str) -> str:
 LEGACY = "legacy"  # conversion.LEGACY_SUFFIX without its '_': the name a converted table takes as a partition
 
 
-def shapes_of(converting: bool) -> tuple[str, ...]:
-    return label_shapes() + ((LEGACY,) if converting else ())
+# An id table's labels (widths.WidthGrid.label): p<start>, m<minus start>, and a bridge's two ends. Their digits
+# run to any length, so their globs end in [0-9]* (the only globs here that do).
+ID_SHAPES = (r"[pm]\d+", r"[pm]\d+_[pm]\d+")
 
 
-def name_regex(table: TableRef, converting: bool = False) -> str:
+def shapes_of(converting: bool, ids: bool = False) -> tuple[str, ...]:
+    return (ID_SHAPES if ids else label_shapes()) + ((LEGACY,) if converting else ())
+
+
+def name_regex(table: TableRef, converting: bool = False, ids: bool = False) -> str:
     """One anchored regex for every name partman generates for table's partitions: `<parent>_<label>`, a `_N`
     when taken, and the md5-shortened stem of a long parent (and `<parent>_legacy` when the spec converts it)."""
-    labels = "(" + "|".join(shapes_of(converting)) + r")(_\d+)?"
+    labels = "(" + "|".join(shapes_of(converting, ids)) + r")(_\d+)?"
     parent = _re_escape(table.name)
     if shortened(table.name):
         cut = f"{_re_escape(_stem_prefix(table.name))}.*{stem_digest(table.name)}"
@@ -110,17 +115,18 @@ def _glob_escape(text: str) -> str:
 
 def _glob_shape(shape: str) -> str:
     """A label shape as a glob: each digit one [0-9], nothing looser."""
+    shape = shape.replace(r"\d+", "[0-9]*")
     return re.sub(r"\\d(?:\{(\d+)\})?", lambda m: "[0-9]" * int(m.group(1) or 1), shape)
 
 
-def name_globs(parent: str, converting: bool = False) -> list[str]:
+def name_globs(parent: str, converting: bool = False, ids: bool = False) -> list[str]:
     """Globs (unqualified) for the names generated for parent: one per label shape, bare and with a `_N` of one
     or two digits. Globs have no alternation, so each shape is its own glob; none ends in a bare '*', which would
     also match `<parent>_2027_backup`."""
     stems = [_glob_escape(parent)]
     if shortened(parent):
         stems.append(f"{_glob_escape(_stem_prefix(parent))}*{stem_digest(parent)}")
-    return [f"{stem}_{_glob_shape(shape)}{n}" for stem in stems for shape in shapes_of(converting)
+    return [f"{stem}_{_glob_shape(shape)}{n}" for stem in stems for shape in shapes_of(converting, ids)
             for n in ("", "_[0-9]", "_[0-9][0-9]")]
 
 
@@ -129,11 +135,11 @@ def _psql_quoted(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def name_psql(table: TableRef, converting: bool = False) -> list[str]:
+def name_psql(table: TableRef, converting: bool = False, ids: bool = False) -> list[str]:
     """psql patterns (pg_dump --exclude-table) for the generated names: quoted names, then the label shapes as
     psql's regular expression (alternation and {n} work there; '?' means one character, so an optional `_N` is
     written `(_[0-9]+|)`)."""
-    labels = "(" + "|".join(s.replace("\\d", "[0-9]") for s in shapes_of(converting)) + ")(_[0-9]+|)"
+    labels = "(" + "|".join(s.replace("\\d", "[0-9]") for s in shapes_of(converting, ids)) + ")(_[0-9]+|)"
     patterns = [f"{_psql_quoted(table.schema)}.{_psql_quoted(table.name)}_{labels}"]
     if shortened(table.name):
         patterns.append(f"{_psql_quoted(table.schema)}.{_psql_quoted(_stem_prefix(table.name))}*"
@@ -149,6 +155,7 @@ class TableExclusion:
     pattern: str  # name_regex
     partitions: tuple[TableRef, ...]  # live partition_log rows whose table exists, by range
     converting: bool = False  # the spec converts the table: its legacy partition's name is generated too
+    ids: bool = False  # an id table (width): its names are p<start> (ID_SHAPES)
 
     @property
     def unmatched(self) -> tuple[TableRef, ...]:
@@ -158,9 +165,9 @@ class TableExclusion:
 
 
 def build(tables: Sequence[TableRef], managed: dict[TableRef, list[TableRef]],
-          converting: frozenset[TableRef] = frozenset()) -> list[TableExclusion]:
-    return [TableExclusion(t, name_regex(t, t in converting), tuple(managed.get(t, ())), t in converting)
-            for t in sorted(set(tables))]
+          converting: frozenset[TableRef] = frozenset(), ids: frozenset[TableRef] = frozenset()) -> list[TableExclusion]:
+    return [TableExclusion(t, name_regex(t, t in converting, t in ids), tuple(managed.get(t, ())), t in converting,
+                           t in ids) for t in sorted(set(tables))]
 
 
 # --- Reading partition_log ---
@@ -244,7 +251,7 @@ def _hcl(text: str) -> str:
 
 def atlas_globs(t: TableExclusion) -> list[tuple[str, str]]:
     """(qualified, unqualified) Atlas patterns for a table: its generated names, then the partitions they miss."""
-    pairs = [(f"{_csv_part(t.table.schema)}.{_csv_part(g)}", _csv_part(g)) for g in name_globs(t.table.name, t.converting)]
+    pairs = [(f"{_csv_part(t.table.schema)}.{_csv_part(g)}", _csv_part(g)) for g in name_globs(t.table.name, t.converting, t.ids)]
     pairs += [(f"{_csv_part(p.schema)}.{_csv_part(_glob_escape(p.name))}", _csv_part(_glob_escape(p.name)))
               for p in t.unmatched]
     return pairs
@@ -264,7 +271,7 @@ def atlas_text(found: Sequence[TableExclusion], env: str) -> str:
 
 
 def pg_dump_patterns(t: TableExclusion) -> list[str]:
-    return name_psql(t.table, t.converting) + [f"{_psql_quoted(p.schema)}.{_psql_quoted(p.name)}" for p in t.unmatched]
+    return name_psql(t.table, t.converting, t.ids) + [f"{_psql_quoted(p.schema)}.{_psql_quoted(p.name)}" for p in t.unmatched]
 
 
 def pg_dump_text(found: Sequence[TableExclusion]) -> str:

@@ -186,11 +186,13 @@ def _plan_table(
                                " decides what today is"))
     obstacles, replaceable = _existing(t, has_rows, grid.space.key_of(now), busy)
     obstacles += _retire_detached(t, now, t.cutoff)
-    creates = _fill(t, now, obstacles, replaceable)
-    if len(creates) > MAX_PARTITIONS_PER_PLAN:
+    slots = _slots(grid, now, spec)
+    creates = _fill(t, now, obstacles, replaceable) if slots <= MAX_PARTITIONS_PER_PLAN else []
+    if max(slots, len(creates)) > MAX_PARTITIONS_PER_PLAN:
         return TablePlan(
             key_type=key_type,
-            errors=(f"{spec.table}: the plan would create {len(creates)} partitions (more than {MAX_PARTITIONS_PER_PLAN});"
+            errors=(f"{spec.table}: the plan would create {'up to ' if slots > len(creates) else ''}"
+                    f"{max(slots, len(creates)):,} partitions (more than {MAX_PARTITIONS_PER_PLAN});"
                     f" check {'width' if spec.width else 'interval'}, premake"
                     f"{' and history_from' if spec.history_from is not None else ''}",),
             **base,
@@ -344,6 +346,15 @@ def _interrupted(t: _Table, p: Partition, intent: Optional[str]) -> bool:
     else:
         t.warnings.append(Note(INTERRUPTED, p.ref, p.bounds, "a detach is pending (not partman's); left alone"))
     return True
+
+
+def _slots(grid, now: datetime, spec: TableSpec) -> int:
+    """How many slots an id table's window spans, counted before any is made: premake and history_from in ids can
+    reach 2**63 (a time table's spans end within a century, SPAN_LIMITS)."""
+    if not isinstance(grid, WidthGrid):
+        return 0
+    w = window(grid, now, spec.premake, spec.history_from)
+    return (w.end - w.start) // grid.width
 
 
 def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[Partition]) -> list[Bounds]:

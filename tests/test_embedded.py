@@ -35,9 +35,9 @@ def partman(project: Path, *args: str) -> subprocess.CompletedProcess:
 def test_apply_on_the_embedded_dev_database_twice_says_no_changes_the_second_time(project):
     first = partman(project, "apply", "specs/", "--env", "dev", "--auto-approve")
     assert first.returncode == 0, first.stderr
-    for table in ("amenity_booking", "audit_events", "sensor_readings"):  # a time key, a UUIDv7, epoch milliseconds
+    for table in ("amenity_booking", "audit_events", "order_lines", "sensor_readings"):  # time, UUIDv7, id, epoch ms
         assert f"+ create table public.{table}" in first.stdout
-    assert "0 detached, 0 dropped in 3 tables." in first.stdout
+    assert "0 detached, 0 dropped in 4 tables." in first.stdout
     second = partman(project, "apply", "specs/", "--env", "dev", "--auto-approve")
     assert second.returncode == 0, second.stderr
     assert second.stdout.rstrip().endswith("No changes.")

@@ -100,6 +100,23 @@ def test_names_partman_will_generate_later_match_the_pattern_and_the_globs():
         assert not regex.match(f"public.{parent}") and not any(fnmatchcase(parent, g) for g in globs)
 
 
+def test_names_partman_will_generate_for_an_id_table_match_its_pattern_and_globs_and_no_time_names():
+    from partman.widths import IdSpace, WidthGrid
+
+    for parent in ("events", LONG, "a" * 63):
+        table = TableRef("public", parent)
+        regex, globs = re.compile(exclusions.name_regex(table, ids=True)), exclusions.name_globs(parent, ids=True)
+        grid, taken = WidthGrid(1000, 0, IdSpace(KeyType.BIGINT, mark=0)), set()
+        for start in (-3000, 0, 1000, 9_000_000_000_000):
+            slot = grid.slot(start)
+            for bounds in (slot, Bounds(slot.start + 250, slot.end), slot):  # a bridge; a taken name
+                name = partition_name(table, grid, bounds, taken)
+                assert regex.match(str(name)), name
+                assert any(fnmatchcase(name.name, g) for g in globs), name
+                assert len(name.name.encode()) <= 63
+        assert not regex.match(f"public.{parent}_2027_01") and not regex.match(f"public.{parent}")
+
+
 def test_the_stem_digest_is_the_one_naming_cuts_long_names_with():
     suffix = "_2027_01_05"
     assert fit(LONG, suffix) == LONG[:63 - len(suffix) - 7] + exclusions.stem_digest(LONG) + suffix

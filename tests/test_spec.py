@@ -157,8 +157,9 @@ def test_the_example_specs_are_valid_in_every_environment():
     for env in ("dev", "staging", "prod"):
         specs = load_specs([root / "specs"], env, known_envs=["dev", "staging", "prod"])
         assert sorted(str(s.table) for s in specs) == ["public.amenity_booking", "public.audit_events",
-                                                       "public.sensor_readings"]
+                                                       "public.order_lines", "public.sensor_readings"]
         assert {s.key_encoding for s in specs} == {None, "epoch_ms"}
+        assert [s.width for s in specs if s.width] == [1000 if env == "dev" else 1000000]
 
 
 def test_the_generated_validators_match_the_json_schemas():

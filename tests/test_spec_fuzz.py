@@ -59,8 +59,8 @@ def validate(path: Path, project: Path) -> tuple[int, str, str]:
 
 # --- Structured: spec-shaped mappings with plausible and implausible values, dumped as YAML. ---
 
-KEYS = ["table", "partition_key", "interval", "premake", "retention", "retention_grace", "timezone", "columns",
-        "primary_key", "move_default_rows", "environments"]
+KEYS = ["table", "partition_key", "interval", "width", "origin", "premake", "retention", "retention_grace", "timezone",
+        "columns", "primary_key", "move_default_rows", "history_from", "environments"]
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
     st.sampled_from(["monthly", "daily", "3 months", "99999 years", "0 days", "UTC", "Mars/Olympus", "public.b",
@@ -76,8 +76,11 @@ setting = {
     "table": st.sampled_from(["bookings", "public.bookings", "s.t.u"]) | st.text(max_size=70),
     "partition_key": st.sampled_from(["start_time", "k"]) | st.text(max_size=70),
     "interval": st.sampled_from(["daily", "weekly", "monthly", "quarterly", "yearly", "hourly"]) | values,
-    "premake": st.from_regex(r"\A\s?\d{1,25} ?(day|week|month|quarter|year)s?\Z") | values,
-    "retention": st.from_regex(r"\A\d{1,8} (days|months|years)\Z") | st.none() | values,
+    "width": st.integers(-5, 10**20) | values,
+    "origin": st.integers(-10**20, 10**20) | values,
+    "premake": st.from_regex(r"\A\s?\d{1,25} ?(day|week|month|quarter|year|id|partition)s?\Z") | st.integers(-5, 10**25) | values,
+    "retention": st.from_regex(r"\A\d{1,8} (days|months|years|ids|partitions)\Z") | st.none() | st.integers() | values,
+    "history_from": st.integers() | st.dates() | values,
     "retention_grace": st.from_regex(r"\A\d{1,8} (days|weeks)\Z") | values,
     "timezone": st.sampled_from(["UTC", "Europe/Berlin", "../../etc/passwd", "x" * 300]) | values,
     "columns": st.lists(column, max_size=4) | values,
