@@ -88,6 +88,9 @@ def test_an_id_inserted_by_hand_past_the_sequence_is_shown_and_not_followed(caps
     drift = cli(capsys, db_url, "drift", "--format", "json")
     (table,) = json.loads(drift.out)["tables"]
     assert table["runway_ids"] == 3990 and table["min_runway_ids"] == 1500 and table["runway_seconds"] is None
+    metrics = cli(capsys, db_url, "drift", "--format", "prometheus").out
+    assert 'partman_runway_ids{env="test",table="public.events"} 3990' in metrics
+    assert 'partman_runway_seconds{env="test",table="public.events"}' not in metrics, "an id table has no runway in time"
 
 
 def test_a_sequence_shared_with_another_table_is_named(capsys, workdir, db_url, conn):

@@ -390,3 +390,17 @@ def test_a_partition_dropped_by_hand_is_made_again(server, db_url, conn):
     live = conn.execute("SELECT count(*) FROM partition_log WHERE partition_name = %s AND dropped_at IS NULL",
                         (f"{TABLE}_{year}_q2",)).fetchone()[0]
     assert live == 1
+
+
+def test_an_id_table_is_refused_by_the_functions_in_one_line_and_left_alone_by_manage_partitions(server, db_url, conn):
+    migrate(server, db_url, interval_months="1")
+    conn.execute("CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY) PARTITION BY RANGE (id)")
+    conn.execute("CREATE TABLE events_p0 PARTITION OF events FOR VALUES FROM (0) TO (1000)")
+    before = state(conn)
+    with pytest.raises(psycopg.errors.RaiseException) as refused:
+        conn.execute("SELECT create_or_update_partitions(2027, 12, 1, 'public.events')")
+    assert str(refused.value).splitlines()[0] == ("partman: events is partitioned by a bigint column; partman manages"
+                                                  " timestamptz, timestamp and date keys")
+    conn.rollback()
+    conn.execute("SELECT manage_partitions()")  # no partition_config row for it: the SQL face leaves it alone
+    assert state(conn) == before and [name for name, _ in partitions(conn, "events")] == ["events_p0"]
