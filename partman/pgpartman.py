@@ -20,6 +20,7 @@ from .failures import first_line, read_failure
 from .intervals import Interval, Span
 from .model import KeyType, TableRef
 from .timeline import Grid, KeySpace
+from .widths import IdSpace, Reach, WidthGrid
 
 # --- What pg_partman's settings mean in partman's terms (pure; tests/test_import_pg_partman.py pins them) ---
 
@@ -184,9 +185,16 @@ class PartSet:
 
     @property
     def key_type(self) -> Optional[KeyType]:
-        """The control column's time type; None for any other (the import takes time-based sets only)."""
+        """The control column's time type; None for any other (an id set's is id_key)."""
         key_type = KeyType.from_catalog(self.control_type) if self.control_type else None
         return key_type if key_type is not None and key_type.is_time else None
+
+    @property
+    def id_key(self) -> Optional[KeyType]:
+        """The control column's integer type in an id set (epoch none): partman's id tables (widths.py)."""
+        key_type = KeyType.from_catalog(self.control_type) if self.control_type else None
+        ids = (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)
+        return key_type if key_type in ids and self.epoch == "none" else None
 
 
 @dataclass(frozen=True)
@@ -306,6 +314,9 @@ def differences(found: PartSet) -> tuple[str, ...]:
     if found.inherit_privileges:
         notes.append("pg_partman grants the parent's privileges on each partition (inherit_privileges); partman's"
                      " new partitions get none of their own (access through the parent is checked on the parent)")
+    if found.id_key is not None:
+        notes.append("pg_partman counts premake and retention from the largest id in the table; partman from the"
+                     " sequence behind the key when there is one (at or past the largest id), else from the largest id")
     if found.newest_ahead:
         notes.append(f"pg_partman (infinite_time_partitions off) premakes from the newest row ({found.newest_ahead}),"
                      " which lies ahead of now; partman premakes from now: raise premake to cover how far ahead rows run")
@@ -379,6 +390,16 @@ class _Settings:
     retention: Optional[Span]
 
 
+@dataclass(frozen=True)
+class _IdSettings:
+    """An id set partman can express: a width, premake in partitions, retention in ids."""
+
+    key_type: KeyType
+    width: int
+    premake: Reach
+    retention: Optional[Reach]
+
+
 def convert(source: Source, out: str) -> list[Outcome]:
     """One outcome per set, in part_config's order: a spec to write, or why partman cannot express it."""
     outcomes: list[Outcome] = []
@@ -397,6 +418,8 @@ def _settings(found: PartSet, source: Source) -> Union[_Settings, str]:
     why = _structure_problem(found)
     if why:
         return why
+    if found.id_key is not None:
+        return _id_settings(found)
     assert found.key_type is not None
     interval = interval_of(found.interval or "")
     if interval is None:
@@ -431,6 +454,32 @@ def _spans(found: PartSet, interval: Interval) -> Union[tuple[Span, Optional[Spa
         return f"retention {found.retention!r}: {exc}"
 
 
+def _id_settings(found: PartSet) -> Union["_IdSettings", str]:
+    """An id set in partman's terms: its partition_interval is the width (pg_partman aligns id partitions at
+    multiples of it, so the origin is 0), premake counts partitions as partman's does, retention counts ids."""
+    from .catalog import parse_bound
+
+    raw = (found.interval_raw or "").strip()
+    if not raw.isdigit() or int(raw) == 0 or len(raw) > 18:
+        return f"partition_interval {found.interval_raw!r} is not a positive whole number of ids"
+    width, key = int(raw), found.id_key
+    retention = None
+    if found.retention:
+        if not found.retention.strip().isdigit() or len(found.retention.strip()) > 18:
+            return f"retention {found.retention!r} is not a whole number of ids"
+        if found.retention_schema:
+            return (f"retention_schema {found.retention_schema} (retired partitions move to another schema);"
+                    " partman keeps them where they are")
+        retention = Reach(int(found.retention), "ids")
+    grid = WidthGrid(width, 0, IdSpace(key))
+    for name, bound in found.partitions:
+        bounds = None if bound == "DEFAULT" else parse_bound(bound, key)
+        if bound != "DEFAULT" and (bounds is None or not grid.is_slot(bounds)):
+            return (f"partition {name} ({_shown_bound(bound)}) is not on partman's grid of {width} ids from 0;"
+                    " its bounds cannot be kept")
+    return _IdSettings(key, width, Reach(found.premake, "partitions"), retention)
+
+
 def _structure_problem(found: PartSet) -> Optional[str]:
     """What about the set's shape partman cannot take over, before its settings are looked at."""
     if not found.exists:
@@ -440,13 +489,12 @@ def _structure_problem(found: PartSet) -> Optional[str]:
         return f"partition_type {found.partition_type} ({kind}); partman manages declarative range partitions only"
     if found.control_type is None:
         return f"control column {found.control} is not a column of the table"
-    if found.epoch != "none" or (found.key_type is None and _integer(found.control_type)):
-        epoch = "" if found.epoch == "none" else f", epoch {found.epoch}"
-        if found.epoch != "none":
-            return (f"an epoch set (control {found.control} {found.control_type}{epoch}) is not imported yet: write its"
-                    " spec with key_encoding (epoch_s, epoch_ms, epoch_us) and adopt: existing")
-        return f"id-based set (control {found.control} {found.control_type}); partman manages time keys only"
-    if found.key_type is None:
+    if found.epoch != "none":
+        return (f"an epoch set (control {found.control} {found.control_type}, epoch {found.epoch}) is not imported yet:"
+                " write its spec with key_encoding (epoch_s, epoch_ms, epoch_us) and adopt: existing")
+    if found.key_type is None and found.id_key is None and _integer(found.control_type):
+        return (f"control {found.control} is {found.control_type}; partman's id keys are smallint, integer or bigint")
+    if found.key_type is None and found.id_key is None:
         return (f"control {found.control} is {found.control_type}; partman manages timestamptz, timestamp and date"
                 " keys (without a precision modifier)")
     if found.partition_of is not None:
@@ -506,8 +554,10 @@ def filename(table: TableRef) -> str:
     return f"{part(table.schema)}.{part(table.name)}.yaml"
 
 
-def spec_text(found: PartSet, s: _Settings, source: Source, out: str) -> str:
+def spec_text(found: PartSet, s: Union[_Settings, _IdSettings], source: Source, out: str) -> str:
     """The spec of one set: header comment, the keys, and a comment above each key that says where it came from."""
+    if isinstance(s, _IdSettings):
+        return _id_spec_text(found, s, source, out)
     lines = _header(found, source, out)
     lines += [f"table: {_scalar(str(found.parent))}",
               f"# partition key: {_comment(found.control)} {KEY_NAMES[s.key_type]}",
@@ -530,7 +580,25 @@ def spec_text(found: PartSet, s: _Settings, source: Source, out: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _retention(found: PartSet, retention: Span) -> list[str]:
+def _id_spec_text(found: PartSet, s: _IdSettings, source: Source, out: str) -> str:
+    lines = _header(found, source, out)
+    lines += [f"table: {_scalar(str(found.parent))}",
+              f"# partition key: {_comment(found.control)} {s.key_type.value}, an id (partitions of a fixed width)",
+              f"partition_key: {_scalar(found.control)}",
+              f"# pg_partman partition_interval {_comment(repr(found.interval_raw))}: partitions of {s.width} ids,"
+              " at multiples of it",
+              f"width: {s.width}",
+              f"# pg_partman premake {found.premake} (partitions ahead of the one holding the largest id); partman counts"
+              " from the sequence behind the key when there is one, else from the largest id",
+              f"premake: {s.premake}"]
+    if s.retention is not None:
+        lines += _retention(found, s.retention)
+    lines += ["# the partitions pg_partman made become partman's at the first apply: recorded in partition_log, no DDL",
+              "adopt: existing"]
+    return "\n".join(lines) + "\n"
+
+
+def _retention(found: PartSet, retention) -> list[str]:
     said = f"# pg_partman retention {_comment(repr(found.retention))}"
     if found.retention_keep_table:
         return [f"{said}, retention_keep_table true: detached and kept as a table, never dropped",
