@@ -19,6 +19,7 @@ from .naming import fit
 from .spec import TableSpec
 from .survey import VIEW_LOCK, Survey
 from .timeline import Grid, KeySpace, window
+from .widths import IdSpace, WidthGrid
 
 CHECK_SUFFIX = "_partman_cutover"
 LEGACY_SUFFIX = "_legacy"
@@ -130,7 +131,11 @@ def choose_cutover(spec: TableSpec, survey: Survey, now) -> KeyValue:
     the swap, partitions from the cutover on take them. The horizon is the furthest a managed table accepts
     rows anyway, so no insert that partman's management would accept fails during the conversion, and the
     largest key (a booking a year ahead) always stays inside the legacy partition."""
-    grid = Grid(spec.interval, KeySpace(survey.key_type, spec.timezone))
+    if spec.width is not None:  # an id table: from its mark, the sequence's value or the largest key
+        known = [v for v in (survey.sequence_value, survey.max_key) if v is not None]
+        grid = WidthGrid(spec.width, spec.origin, IdSpace(survey.key_type, mark=max(known, default=spec.origin)))
+    else:
+        grid = Grid(spec.interval, KeySpace(survey.key_type, spec.timezone))
     cutover = window(grid, now, spec.premake).end
     if survey.max_key is not None and survey.max_key >= cutover:
         cutover = grid.slot(grid.floor(survey.max_key)).end
@@ -139,7 +144,7 @@ def choose_cutover(spec: TableSpec, survey: Survey, now) -> KeyValue:
 
 # pg_get_constraintdef of partman's CHECK: ((key < v)), or (((key IS NOT NULL) AND (key < v))) for a nullable key,
 # which the ATTACH needs to prove the partition constraint (it includes key IS NOT NULL) without a scan.
-_VALUE = r"(?P<value>'(?:[^']|'')*'(?:::[a-z ]+)?)"
+_VALUE = r"(?P<value>'(?:[^']|'')*'(?:::[a-z ]+)?|-?\d+)"  # an integer's bare: (id < 5000)
 _NAME = r'(?:"(?:[^"]|"")+"|[^\s()"]+)'  # an identifier as the server prints it: bare, or quoted with "" inside
 _CHECK_DEFS = (re.compile(r"^CHECK \(\((?P<key>" + _NAME + r") < " + _VALUE + r"\)\)$"),
                re.compile(r"^CHECK \(\(\((?P<nn>" + _NAME + r") IS NOT NULL\) AND \((?P<key>" + _NAME + r") < "
@@ -195,10 +200,12 @@ def refusals(spec: TableSpec, s: Survey) -> list[str]:
     t, key = spec.table, spec.partition_key
     if s.key_attnum is None:
         return [f"{t}: column {key} does not exist; fix partition_key in {spec.source}"]
-    if s.key_type is None or not s.key_type.is_time:
+    ids = spec.width is not None and s.key_type in (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)
+    if not ids and (s.key_type is None or not s.key_type.is_time):
         # An epoch or UUIDv7 key's cutover CHECK and legacy range are not read back yet: refused, not guessed at.
         return [f"{t}: partition key {key} has type {s.key_type_name}; partman converts timestamptz, timestamp and date"
-                " keys (an integer or uuid key that holds a time: partition the table, then manage it)"]
+                " keys, and integer ids (width); an integer or uuid key that holds a time: partition the table, then"
+                " manage it"]
     found = _table_refusals(t, key, s) + _index_refusals(t, key, s) + _dependent_refusals(t, s)
     return found
 

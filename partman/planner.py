@@ -241,10 +241,10 @@ def _plan_conversion(spec: TableSpec, state: TableState, survey, now: datetime, 
         return TablePlan(key_type=survey.key_type, errors=tuple(errors), **base)
     action = Action(ActionKind.CONVERT, converted.legacy, converted.bounds, Reason.CONVERT_ATTACH,
                     rows_estimate=survey.rows_estimate, oid=survey.oid)
-    wanted_config = desired_config(spec)
+    wanted_config = desired_config(spec) if spec.width is None and survey.key_type.is_time else None
     refused = _unprivileged(spec, state, [Action(ActionKind.CREATE, spec.table, Bounds(None, None), Reason.PREMAKE), action])
     return TablePlan(key_type=survey.key_type, actions=(action,), conversion=converted, refused=refused,
-                     config=wanted_config if wanted_config != state.config else None, **base)
+                     config=wanted_config if wanted_config is not None and wanted_config != state.config else None, **base)
 
 
 def _finish_conversion(planned: TablePlan, unproven: tuple) -> TablePlan:

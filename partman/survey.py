@@ -115,6 +115,7 @@ class Survey:
     publications: tuple[str, ...] = ()
     others: tuple[str, ...] = ()  # every other dependent object, described by the server
     max_key: Optional[KeyValue] = None
+    sequence_value: Optional[int] = None  # an id key's: the value of the sequence that feeds it (None: none, or unused)
     key_has_nulls: bool = False
     key_infinite: bool = False  # some row's key is 'infinity' (or past year 9999), which no bound can exceed
     owner_may_create: bool = True  # the owner has CREATE on the schema (the new parent is given to it)
@@ -128,7 +129,7 @@ class Survey:
         from dataclasses import asdict
 
         data = {k: v for k, v in asdict(self).items()
-                if k not in ("rows_estimate", "max_key", "key_has_nulls", "key_infinite")}
+                if k not in ("rows_estimate", "max_key", "key_has_nulls", "key_infinite", "sequence_value")}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def check(self, name: str) -> Optional[Constraint]:
@@ -294,9 +295,32 @@ def read(cur: Cursor, table: TableRef, oid: int, key: str, *, rows: bool = True)
         **_rewrites(cur, params),
     )
     survey = replace(survey, not_owned=_not_owned(cur, survey))
+    if key_type in _IDS:
+        return _with_ids(cur, survey, table, key, rows)
     if key_type is None or not key_type.is_time or not rows:
         return survey
     return _with_keys(cur, survey, table, key)
+
+
+_IDS = (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)
+
+
+def _with_ids(cur: Cursor, survey: Survey, table: TableRef, key: str, rows: bool) -> Survey:
+    """An integer key's mark (widths.py): the value of the sequence that feeds it, read without a lock on the table,
+    and with rows, the largest key."""
+    fed = [s for s in survey.sequences if s.column == key]
+    value = None
+    if fed:
+        cur.execute("SELECT CASE WHEN has_sequence_privilege(%(s)s, 'SELECT') OR has_sequence_privilege(%(s)s, 'USAGE')"
+                    " THEN pg_sequence_last_value(%(s)s) END", {"s": fed[0].oid})
+        value = cur.fetchone()[0]
+    if rows:
+        column, rel = sql.Identifier(key), sql.Identifier(table.schema, table.name)
+        nulls = sql.SQL("false") if survey.key_not_null else sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(rel, column)
+        cur.execute(sql.SQL("SELECT (SELECT max({}) FROM {}), {}").format(column, rel, nulls))
+        max_key, has_nulls = cur.fetchone()
+        survey = replace(survey, max_key=max_key, key_has_nulls=bool(has_nulls))
+    return replace(survey, sequence_value=value)
 
 
 def _rows(cur: Cursor, query: str, params: dict) -> list[tuple]:

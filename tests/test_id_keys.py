@@ -167,3 +167,38 @@ def test_a_saved_plan_of_an_id_table_applies_and_carries_its_mark(capsys, workdi
     result = run_cli(capsys, "apply", "ids.json", "--database-url", db_url, "--auto-approve")
     assert result.code == 0, result.err + result.out
     assert len(partitions(conn)) == 4
+
+
+def test_a_plain_id_table_is_converted_online_with_its_cutover_ahead_of_the_sequence(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text)")
+    conn.execute("INSERT INTO events (body) SELECT 'old' FROM generate_series(1, 2500)")
+    write_spec(workdir / "specs", events(columns=None, primary_key=None, convert="attach"))
+    plan = cli(capsys, db_url, "plan")
+    assert plan.code == 0, plan.err
+    assert "CHECK (id < 6000) NOT VALID" in plan.out and "attach events_legacy FOR VALUES FROM (MINVALUE) TO (6000)" in plan.out, \
+        plan.out  # the mark 2500, and 3 partitions after its slot
+    result = cli(capsys, db_url, "apply", "--auto-approve")
+    assert result.code == 0, result.err + result.out
+    assert partitions(conn) == {"events_legacy": "FOR VALUES FROM (MINVALUE) TO ('6000')"}
+    assert count(conn, "events") == 2500
+    insert(conn, 1)
+    assert conn.execute("SELECT max(id) FROM events").fetchone()[0] == 2501, "the identity carries on"
+    conn.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), 5500)")
+    after = cli(capsys, db_url, "apply", "--auto-approve")
+    assert after.code == 0, after.err
+    assert sorted(partitions(conn)) == ["events_legacy", "events_p6000", "events_p7000", "events_p8000"], after.out
+    again = cli(capsys, db_url, "plan", "--detailed-exitcode")
+    assert again.code == 0, again.out
+
+
+@pytest.mark.parametrize("bound", [6000, 5_000_000_000])  # printed bare, and as '5000000000'::bigint
+def test_an_interrupted_id_conversion_keeps_the_cutover_its_check_proves(capsys, workdir, db_url, conn, bound):
+    conn.execute("CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text)")
+    conn.execute("INSERT INTO events (body) SELECT 'old' FROM generate_series(1, 10)")
+    conn.execute(f"ALTER TABLE events ADD CONSTRAINT events_partman_cutover CHECK (id < {bound}) NOT VALID")
+    write_spec(workdir / "specs", events(columns=None, primary_key=None, convert="attach"))
+    plan = cli(capsys, db_url, "plan")
+    assert plan.code == 0, plan.err
+    assert f"attach events_legacy FOR VALUES FROM (MINVALUE) TO ({bound})" in plan.out and "1/2 validate" in plan.out, plan.out
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    assert partitions(conn) == {"events_legacy": f"FOR VALUES FROM (MINVALUE) TO ('{bound}')"}
