@@ -107,6 +107,9 @@ def default_datetime_strings(interval: Interval, generation: int) -> tuple[str, 
     return written + (() if DATETIME_TRUNC in written else (DATETIME_TRUNC,))
 
 
+# pg_partman's epoch (part_config.epoch) as partman's key_encoding; 'nanoseconds' has none (a bigint ends in 2262).
+_EPOCHS = {"seconds": "epoch_s", "milliseconds": "epoch_ms", "microseconds": "epoch_us"}
+
 # --- Reading part_config ---
 
 # Every part_config of 4.0 to 5.x has these; the rest of what is read is NULL where a version lacks it.
@@ -190,6 +193,20 @@ class PartSet:
         return key_type if key_type is not None and key_type.is_time else None
 
     @property
+    def encoding(self) -> Optional[str]:
+        """An epoch set's key_encoding (encoded.py), when its control column can hold it; None otherwise."""
+        from .encoded import ENCODINGS
+
+        key_type = KeyType.from_catalog(self.control_type) if self.control_type else None
+        encoding = _EPOCHS.get(self.epoch)
+        return encoding if encoding and key_type in ENCODINGS[encoding][1] else None
+
+    @property
+    def time_key(self) -> Optional[KeyType]:
+        """The key type a time set's grid is laid out in: a time type, or an epoch set's integer type."""
+        return self.key_type or (KeyType.from_catalog(self.control_type) if self.encoding else None)
+
+    @property
     def id_key(self) -> Optional[KeyType]:
         """The control column's integer type in an id set (epoch none): partman's id tables (widths.py)."""
         key_type = KeyType.from_catalog(self.control_type) if self.control_type else None
@@ -264,7 +281,7 @@ def _sets(cur, schema: str, columns: set[str], has_sub: bool) -> list[PartSet]:
     for parent, nspname, relname, bound in cur.execute(_CHILDREN, {"parents": [o for o in oids if o]}).fetchall():
         children.setdefault(parent, []).append((TableRef(nspname, relname), bound))
     # Intervals only of time sets: an id set's partition_interval is a number ('10', which would read as seconds).
-    texts = {t for row in rows if _is_time(row[_CONTROL_TYPE]) for t in (row[3], row[6]) if t}
+    texts = {t for row in rows if _is_time(row[_CONTROL_TYPE]) or row[5] != "none" for t in (row[3], row[6]) if t}
     canonical = {t: _canonical(cur, t) for t in sorted(texts)}
     return _extras(cur, [_part_set(row, children, canonical) for row in rows])
 
@@ -388,6 +405,7 @@ class _Settings:
     interval: Interval
     premake: Span
     retention: Optional[Span]
+    encoding: Optional[str] = None  # an epoch set's key_encoding
 
 
 @dataclass(frozen=True)
@@ -420,7 +438,7 @@ def _settings(found: PartSet, source: Source) -> Union[_Settings, str]:
         return why
     if found.id_key is not None:
         return _id_settings(found)
-    assert found.key_type is not None
+    assert found.time_key is not None
     interval = interval_of(found.interval or "")
     if interval is None:
         return (f"interval {found.interval or found.interval_raw!r} is not one of partman's (daily, weekly,"
@@ -432,7 +450,7 @@ def _settings(found: PartSet, source: Source) -> Union[_Settings, str]:
     spans = _spans(found, interval)
     if isinstance(spans, str):
         return spans
-    return _grid_problem(found, interval, source) or _Settings(found.key_type, interval, *spans)
+    return _grid_problem(found, interval, source) or _Settings(found.time_key, interval, *spans, found.encoding)
 
 
 def _spans(found: PartSet, interval: Interval) -> Union[tuple[Span, Optional[Span]], str]:
@@ -489,12 +507,12 @@ def _structure_problem(found: PartSet) -> Optional[str]:
         return f"partition_type {found.partition_type} ({kind}); partman manages declarative range partitions only"
     if found.control_type is None:
         return f"control column {found.control} is not a column of the table"
-    if found.epoch != "none":
-        return (f"an epoch set (control {found.control} {found.control_type}, epoch {found.epoch}) is not imported yet:"
-                " write its spec with key_encoding (epoch_s, epoch_ms, epoch_us) and adopt: existing")
-    if found.key_type is None and found.id_key is None and _integer(found.control_type):
+    if found.epoch != "none" and found.encoding is None:
+        return (f"an epoch set (control {found.control} {found.control_type}, epoch {found.epoch}): partman's epoch keys"
+                " are seconds in an integer or bigint, milliseconds or microseconds in a bigint (key_encoding)")
+    if found.time_key is None and found.id_key is None and _integer(found.control_type):
         return (f"control {found.control} is {found.control_type}; partman's id keys are smallint, integer or bigint")
-    if found.key_type is None and found.id_key is None:
+    if found.time_key is None and found.id_key is None:
         return (f"control {found.control} is {found.control_type}; partman manages timestamptz, timestamp and date"
                 " keys (without a precision modifier)")
     if found.partition_of is not None:
@@ -516,8 +534,8 @@ def _integer(type_name: str) -> bool:
 
 
 def _zone(found: PartSet, source: Source) -> Optional[str]:
-    """The time zone of a timestamptz set's boundaries: the session's, in which pg_partman computed them."""
-    return source.timezone if found.key_type is KeyType.TIMESTAMPTZ else None
+    """The time zone of a timestamptz (or epoch) set's boundaries: the session's, in which pg_partman computed them."""
+    return source.timezone if found.key_type is KeyType.TIMESTAMPTZ or found.encoding else None
 
 
 def _grid_problem(found: PartSet, interval: Interval, source: Source) -> Optional[str]:
@@ -530,12 +548,12 @@ def _grid_problem(found: PartSet, interval: Interval, source: Source) -> Optiona
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return f"the database's TimeZone {tz!r} is not an IANA time zone partman knows"
-    assert found.key_type is not None
-    grid = Grid(interval, KeySpace(found.key_type, tz))
+    assert found.time_key is not None
+    grid = Grid(interval, KeySpace(found.time_key, tz, found.encoding))
     for name, bound in found.partitions:
         if bound == "DEFAULT":
             continue
-        bounds = parse_bound(bound, found.key_type)
+        bounds = parse_bound(bound, found.time_key)
         if bounds is None or not grid.is_slot(bounds):
             return (f"partition {name} ({_shown_bound(bound)}) is not on partman's {interval.value} grid in {tz}"
                     f" ({_GRID_RULE[interval]}); its bounds cannot be kept")
@@ -559,9 +577,11 @@ def spec_text(found: PartSet, s: Union[_Settings, _IdSettings], source: Source, 
     if isinstance(s, _IdSettings):
         return _id_spec_text(found, s, source, out)
     lines = _header(found, source, out)
+    kind = f"{s.key_type.value} holding {found.epoch} since 1970" if s.encoding else KEY_NAMES[s.key_type]
     lines += [f"table: {_scalar(str(found.parent))}",
-              f"# partition key: {_comment(found.control)} {KEY_NAMES[s.key_type]}",
+              f"# partition key: {_comment(found.control)} {kind}",
               f"partition_key: {_scalar(found.control)}",
+              *([f"# pg_partman epoch {found.epoch}", f"key_encoding: {s.encoding}"] if s.encoding else []),
               f"interval: {s.interval.value}",
               f"# pg_partman premake {found.premake} (partitions ahead of the current one) = {s.premake}",
               "# (partman keeps partitions through the first boundary after now + premake: the same partitions)",
@@ -570,7 +590,8 @@ def spec_text(found: PartSet, s: Union[_Settings, _IdSettings], source: Source, 
         lines += _retention(found, s.retention)
     zone = _zone(found, source)
     if zone:
-        lines += ["# pg_partman computed this timestamptz set's boundaries in the session's time zone, the database's:",
+        lines += [f"# pg_partman computed this {'epoch' if s.encoding else 'timestamptz'} set's boundaries in the session's"
+                  " time zone, the database's:",
                   f"timezone: {_scalar(zone)}"]
     else:
         lines += [f"# no timezone: the bounds of a {KEY_NAMES[s.key_type]} key do not depend on one"

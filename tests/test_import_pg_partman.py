@@ -278,6 +278,31 @@ def test_an_id_set_is_imported_as_an_id_table_whose_partitions_are_adopted_and_f
 
 
 @ON_PG15
+def test_an_epoch_set_is_imported_with_its_key_encoding_and_only_adopted(capsys, workdir, url, db):
+    db.execute("CREATE TABLE public.metrics (at bigint NOT NULL, v int) PARTITION BY RANGE (at);"
+               " SELECT partman.create_parent('public.metrics', 'at', 'native', 'daily', p_epoch := 'milliseconds');"
+               " INSERT INTO public.metrics SELECT (extract(epoch FROM now()) * 1000)::bigint, 1")
+    result = import_(capsys, url)
+    assert result.code == 0, result.err
+    spec = yaml.safe_load((workdir / "specs" / "public.metrics.yaml").read_text())
+    assert {k: spec[k] for k in ("partition_key", "key_encoding", "interval", "premake", "adopt")} == {
+        "partition_key": "at", "key_encoding": "epoch_ms", "interval": "daily", "premake": "4 days", "adopt": "existing"}
+    first = cli(capsys, url, "plan", "--format", "json")
+    (metrics,) = [t for t in json.loads(first.out)["tables"] if t["table"] == "public.metrics"]
+    assert metrics["actions"] and {a["action"] for a in metrics["actions"]} == {"adopt"}, metrics["actions"]
+    assert cli(capsys, url, "apply", "--auto-approve").code == 0
+    assert "public.metrics" not in plan_kinds(cli(capsys, url, "plan", "--format", "json")), "in shape after the adoption"
+
+
+@ON_PG15
+def test_a_nanosecond_epoch_set_is_named_on_one_line_and_not_written(capsys, workdir, url, db):
+    db.execute("UPDATE partman.part_config SET epoch = 'nanoseconds' WHERE parent_table = 'public.events'")
+    result = import_(capsys, url)
+    assert "warning: public.events: not imported: an epoch set (control created_at timestamp with time zone, epoch" \
+           " nanoseconds)" in result.err, result.err
+
+
+@ON_PG15
 def test_a_custom_datetime_string_is_named_on_one_line_and_not_written(capsys, workdir, url, db):
     db.execute("UPDATE partman.part_config SET datetime_string = 'YYYYMM' WHERE parent_table = 'public.events'")
     result = import_(capsys, url)
