@@ -18,7 +18,8 @@ from .model import Bounds, KeyType, KeyValue, TableRef, iso
 from .naming import fit
 from .spec import TableSpec
 from .survey import VIEW_LOCK, Survey
-from .timeline import Grid, KeySpace, window
+from .encoded import encoding_problem
+from .timeline import Grid, space_for, window
 from .widths import IdSpace, WidthGrid
 
 CHECK_SUFFIX = "_partman_cutover"
@@ -135,7 +136,7 @@ def choose_cutover(spec: TableSpec, survey: Survey, now) -> KeyValue:
         known = [v for v in (survey.sequence_value, survey.max_key) if v is not None]
         grid = WidthGrid(spec.width, spec.origin, IdSpace(survey.key_type, mark=max(known, default=spec.origin)))
     else:
-        grid = Grid(spec.interval, KeySpace(survey.key_type, spec.timezone))
+        grid = Grid(spec.interval, space_for(survey.key_type, spec.timezone, spec.key_encoding))
     cutover = window(grid, now, spec.premake).end
     if survey.max_key is not None and survey.max_key >= cutover:
         cutover = grid.slot(grid.floor(survey.max_key)).end
@@ -200,12 +201,11 @@ def refusals(spec: TableSpec, s: Survey) -> list[str]:
     t, key = spec.table, spec.partition_key
     if s.key_attnum is None:
         return [f"{t}: column {key} does not exist; fix partition_key in {spec.source}"]
-    ids = spec.width is not None and s.key_type in (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)
-    if not ids and (s.key_type is None or not s.key_type.is_time):
-        # An epoch or UUIDv7 key's cutover CHECK and legacy range are not read back yet: refused, not guessed at.
-        return [f"{t}: partition key {key} has type {s.key_type_name}; partman converts timestamptz, timestamp and date"
-                " keys, and integer ids (width); an integer or uuid key that holds a time: partition the table, then"
-                " manage it"]
+    if s.key_type is None or encoding_problem(spec.key_encoding, s.key_type, spec.width is not None):
+        why = encoding_problem(spec.key_encoding, s.key_type, spec.width is not None) if s.key_type else None
+        return [f"{t}: partition key {key} has type {s.key_type_name}; "
+                + (why or "partman converts timestamptz, timestamp and date keys, integer ids (width), and integer or"
+                   " uuid keys that hold a time (key_encoding)")]
     found = _table_refusals(t, key, s) + _index_refusals(t, key, s) + _dependent_refusals(t, s)
     return found
 

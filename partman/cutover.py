@@ -20,7 +20,7 @@ from .naming import fit
 from .plan import Action
 from .spec import TableSpec
 from .survey import Survey
-from .timeline import KeySpace
+from .timeline import KeySpace, space_for
 
 _POLICY_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
 _RELATIONS = "SELECT relname FROM pg_class WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)"
@@ -76,10 +76,11 @@ def _check(conn: Connection, spec: TableSpec, c: Conversion, ladder: Ladder) -> 
     found = now.check(c.check)
     if found is not None and check_bound(found.definition, spec.partition_key, now.key_type) != c.cutover:
         raise StalePlan(f"{table}: constraint {c.check} proves another cutover than the plan's; run plan again")
-    if isinstance(c.cutover, int):  # an id table's: past once its sequence has given the cutover's id
+    if spec.width is not None:  # an id table's: past once its sequence has given the cutover's id
         past = now.sequence_value is not None and now.sequence_value >= c.cutover
-    else:
-        past = with_retries(conn, ladder, f"{table}: clock", lambda: conn.execute("SELECT now() >= %s", (c.cutover,)).fetchone()[0])
+    else:  # a time, or the instant an epoch number or UUIDv7 stands for
+        instant = space_for(now.key_type, spec.timezone, spec.key_encoding).instant(c.cutover)
+        past = with_retries(conn, ladder, f"{table}: clock", lambda: conn.execute("SELECT now() >= %s", (instant,)).fetchone()[0])
     if found is None and past:
         raise StalePlan(f"{table}: the plan's cutover {iso(c.cutover)} is already past: rows of today could not be"
                         " inserted; run plan again")

@@ -295,7 +295,7 @@ def read(cur: Cursor, table: TableRef, oid: int, key: str, *, rows: bool = True)
         **_rewrites(cur, params),
     )
     survey = replace(survey, not_owned=_not_owned(cur, survey))
-    if key_type in _IDS:
+    if key_type in _IDS or key_type is KeyType.UUID:
         return _with_ids(cur, survey, table, key, rows)
     if key_type is None or not key_type.is_time or not rows:
         return survey
@@ -306,8 +306,8 @@ _IDS = (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)
 
 
 def _with_ids(cur: Cursor, survey: Survey, table: TableRef, key: str, rows: bool) -> Survey:
-    """An integer key's mark (widths.py): the value of the sequence that feeds it, read without a lock on the table,
-    and with rows, the largest key."""
+    """An integer or uuid key's facts: the value of the sequence that feeds it (an id table's mark, widths.py), read
+    without a lock on the table, and with rows, the largest key (ORDER BY, which uuid has where it has no max())."""
     fed = [s for s in survey.sequences if s.column == key]
     value = None
     if fed:
@@ -317,7 +317,8 @@ def _with_ids(cur: Cursor, survey: Survey, table: TableRef, key: str, rows: bool
     if rows:
         column, rel = sql.Identifier(key), sql.Identifier(table.schema, table.name)
         nulls = sql.SQL("false") if survey.key_not_null else sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(rel, column)
-        cur.execute(sql.SQL("SELECT (SELECT max({}) FROM {}), {}").format(column, rel, nulls))
+        cur.execute(sql.SQL("SELECT (SELECT {} FROM {} WHERE {} IS NOT NULL ORDER BY 1 DESC LIMIT 1), {}").format(
+            column, rel, column, nulls))
         max_key, has_nulls = cur.fetchone()
         survey = replace(survey, max_key=max_key, key_has_nulls=bool(has_nulls))
     return replace(survey, sequence_value=value)

@@ -166,3 +166,29 @@ def test_epoch_seconds_in_an_integer_column_stop_before_2038_and_the_plan_says_w
             " only: 9 partitions outside them are not made") in result.out, result.out
     assert "+ create   public.ev_2037" in result.out and "public.ev_2038" not in result.out
     assert conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ev'::regclass").fetchone()[0] == 12
+
+
+def test_a_plain_epoch_table_is_converted_online_with_a_cutover_that_stands_for_a_local_midnight(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE events (id bigint NOT NULL, at_ms bigint NOT NULL, PRIMARY KEY (id, at_ms))")
+    conn.execute("INSERT INTO events SELECT g, %s FROM generate_series(1, 100) g", (ms(datetime(2027, 3, 10)),))
+    write_spec(workdir / "specs", {k: v for k, v in events(convert="attach").items() if k not in ("columns", "primary_key")})
+    result = cli(capsys, db_url, "apply", "--now", "2027-03-20T12:00:00Z", "--auto-approve", "--allow-clock-skew")
+    assert result.code == 0, result.err + result.out
+    cutover = ms(datetime(2027, 6, 1))  # premake 2 months past 20 March: the first Berlin midnight at or after it
+    assert f"attach events_legacy FOR VALUES FROM (MINVALUE) TO ({cutover})" in result.out, result.out
+    assert count(conn, "events") == 100
+    again = cli(capsys, db_url, "plan", "--now", "2027-03-20T12:00:00Z", "--detailed-exitcode")
+    assert again.code == 0 and "in shape" in again.out, again.out
+
+
+def test_a_plain_uuidv7_table_is_converted_online_past_its_largest_uuid(capsys, workdir, db_url, conn):
+    conn.execute("CREATE TABLE things (id uuid PRIMARY KEY, note text)")
+    ahead = uuid7(datetime(2027, 9, 15, tzinfo=timezone.utc), 12345)  # a row made far ahead of the horizon
+    conn.execute("INSERT INTO things VALUES (%s, 'now'), (%s, 'ahead')",
+                 (uuid7(datetime(2027, 3, 20, tzinfo=timezone.utc)), ahead))
+    write_spec(workdir / "specs", {k: v for k, v in things(convert="attach").items() if k not in ("columns", "primary_key")})
+    result = cli(capsys, db_url, "apply", "--now", "2027-03-20T12:00:00Z", "--auto-approve", "--allow-clock-skew")
+    assert result.code == 0, result.err + result.out
+    bound = conn.execute("SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE relname = 'things_legacy'").fetchone()[0]
+    assert bound == f"FOR VALUES FROM (MINVALUE) TO ('{uuid7(datetime(2027, 9, 16, tzinfo=timezone.utc))}')", bound
+    assert conn.execute("SELECT count(*) FROM things").fetchone()[0] == 2
