@@ -74,9 +74,10 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
        n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
        c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner),
        c.reltuples >= 0, (SELECT greatest(s.last_analyze, s.last_autoanalyze) FROM pg_stat_all_tables s WHERE s.relid = c.oid),
-       seq.name, CASE WHEN seq.readable THEN pg_sequence_last_value(seq.oid) END, seq.seqstart, seq.readable,
-       EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = (pt.partattrs::int2[])[0]
-                  AND x.indpred IS NULL),
+       seq.nspname, seq.relname, seq.oid, seq.seqincrement, seq.readable,
+       EXISTS (SELECT 1 FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid JOIN pg_am am ON am.oid = xc.relam
+                WHERE x.indrelid = c.oid AND x.indkey[0] = (pt.partattrs::int2[])[0] AND x.indpred IS NULL
+                  AND am.amname = 'btree'),
        (SELECT array_agg(quote_ident(un.nspname) || '.' || quote_ident(uc.relname) || '.' || quote_ident(ua.attname) ORDER BY 1)
           FROM pg_depend ud
           JOIN pg_attrdef uad ON uad.oid = ud.objid
@@ -84,7 +85,7 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
           JOIN pg_namespace un ON un.oid = uc.relnamespace
           JOIN pg_attribute ua ON ua.attrelid = uad.adrelid AND ua.attnum = uad.adnum
          WHERE ud.classid = 'pg_attrdef'::regclass AND ud.refclassid = 'pg_class'::regclass AND ud.refobjid = seq.oid
-           AND uc.oid <> c.oid AND NOT EXISTS (SELECT 1 FROM pg_inherits ui WHERE ui.inhrelid = uc.oid AND ui.inhparent = c.oid)),
+           AND uc.oid <> c.oid AND NOT uc.relispartition),
        (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid)
   FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS r(schema, name)
   LEFT JOIN pg_namespace n ON n.nspname = r.schema
@@ -93,11 +94,12 @@ SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
   LEFT JOIN LATERAL ({sequence}) AS seq ON true
 """
 
-# The sequence that feeds an integer key: its identity, its serial (OWNED BY), or the one its default calls.
-# An arm's LIMIT only: the first found is the one, as a column has one identity or one default.
+# The sequence that gives an integer key its values: its identity's, or the one its default is exactly nextval() of
+# (serial, or a sequence of its own). A default that computes more than that (nextval(s) * 10) says nothing partman
+# can follow; a sequence merely OWNED BY the column gives no value once the default calls another. Its value is read
+# later, as a question (_SEQUENCE_NEXT), where a lock on the sequence costs only that table's answer.
 _SEQUENCE_ARM = """
-SELECT s.oid, quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS name,
-       has_sequence_privilege(s.oid, 'SELECT') OR has_sequence_privilege(s.oid, 'USAGE') AS readable, ps.seqstart
+SELECT s.oid, sn.nspname, s.relname, has_sequence_privilege(s.oid, 'SELECT') AS readable, ps.seqincrement
   FROM pg_depend d
   JOIN pg_class s ON s.oid = {seq} AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -106,16 +108,25 @@ SELECT s.oid, quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS name,
 _SEQUENCE = (
     _SEQUENCE_ARM.format(seq="d.objid")
     + """ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid
-   AND d.refobjsubid = (pt.partattrs::int2[])[0] AND d.deptype IN ('a', 'i')
+   AND d.refobjsubid = (pt.partattrs::int2[])[0] AND d.deptype = 'i'
 UNION ALL
 """
     + _SEQUENCE_ARM.format(seq="d.refobjid")
     + """  JOIN pg_attrdef ad ON ad.oid = d.objid
  WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
    AND ad.adrelid = c.oid AND ad.adnum = (pt.partattrs::int2[])[0]
+   AND pg_get_expr(ad.adbin, ad.adrelid) = 'nextval(' || quote_literal(s.oid::regclass::text) || '::regclass)'
  LIMIT 1
 """
 )
+# The next value the sequence gives: last_value once it was called, else last_value itself (a fresh sequence, one
+# RESTARTed, or setval(s, n, false)); numeric, so that the last bigint plus its increment does not overflow.
+_SEQUENCE_NEXT = "(SELECT CASE WHEN s.is_called THEN s.last_value::numeric + {} ELSE s.last_value END FROM {} AS s)"
+# An id table's largest key is asked of these many of its highest partitions at most (and its default): a max()
+# over every partition would lock them all in one transaction, and 6,000 exhaust the server's lock table.
+LARGEST_FROM = 16
+# The marks' questions are one per id table, each light to plan: a statement asks this many tables' at once.
+MARKS_PER_STATEMENT = 1000
 _PARENTS = _PARENTS.replace("{sequence}", _SEQUENCE)
 
 # pg_get_expr(relpartbound, 0): a bound holds constants only, and relid 0 spares the server opening every
@@ -376,6 +387,8 @@ def snapshot(
                 raise CatalogError("the catalog kept changing while partman read it; run again") from None
             continue
         break
+    if snap.pending_marks:
+        snap = replace(_settled_marks(conn, snap, snap.pending_marks, ladder), pending_marks={})
     if not locked:
         return snap
     needed = {p.oid: p.ref for s in specs for p in to_probe(s, snap.tables[s.table], now)}
@@ -419,13 +432,13 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         tables = _with_catalog(tables, shapes, found)
         taken = _taken(others, tables, children)
         tables = _with_missing_types(cur, specs, tables)
+        tables, marks_locked = _with_marks(cur, specs, tables)  # first: which partitions to probe rests on the marks
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
         answers, locked = ask(cur, presence_questions(needed))
-        tables = _with_largest(cur, specs, tables)
         unproven = _unproven(cur, specs, tables)
         surveys = _surveys(cur, specs, tables)  # last: it sets search_path '' for the rest of the view
     return Snapshot(tables=tables, taken_names=taken, has_rows={k: bool(v) for k, v in answers.items()},
-                    surveys=surveys, unproven=unproven), locked
+                    surveys=surveys, unproven=unproven, pending_marks=marks_locked), locked
 
 
 def _independent(conn: Connection, specs: list[TableSpec], refs: list[TableRef], parents: dict[TableRef, tuple],
@@ -523,20 +536,80 @@ SELECT co.confrelid, n.nspname, r.relname, co.conname
 """
 
 
-def _with_largest(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, TableState]:
-    """Each id table's largest key, where an index leads with the key (one descent per partition; without one it
-    would be a scan of every row, so it is not asked). A table another session keeps locked, or the role may not
-    read, is left without it (IdMark.largest_known false): the plan says what it rests on instead."""
-    asked = {s.table: tables[s.table] for s in specs
-             if s.width is not None and tables[s.table].id_mark is not None and tables[s.table].id_mark.indexed
-             and tables[s.table].key_type in (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)}
-    if not asked:
-        return tables
-    questions = {ref: (t.oid, sql.SQL("(SELECT max({})::bigint FROM {})").format(
-        sql.Identifier(t.key_columns[0]), sql.Identifier(ref.schema, ref.name))) for ref, t in asked.items()}
-    answers, _ = ask(cur, questions, skip_unreadable=True)
-    return {**tables, **{ref: replace(t, id_mark=replace(t.id_mark, largest=answers[ref], largest_known=True))
-                         for ref, t in asked.items() if ref in answers}}
+def _with_marks(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> tuple[dict, dict]:
+    """Each id table's mark (widths.IdMark): the next value of its sequence, then its largest key, where an index
+    leads with the key (a descent per partition; without one it would read every row): among the partitions at or past
+    the sequence's value (only there can a row lie past it), or without a sequence the LARGEST_FROM highest, and the
+    default. A relation another session keeps locked leaves its answer out, and is returned to be asked again along
+    the ladder (snapshot); one the role may not read stays out (IdMark.largest_known false)."""
+    ids = {s.table: tables[s.table] for s in specs
+           if s.width is not None and tables[s.table].id_mark is not None
+           and tables[s.table].key_type in (KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT)}
+    if not ids:
+        return tables, {}
+    asked = {ref: t for ref, t in ids.items() if t.id_mark.sequence is not None and t.id_mark.sequence_readable}
+    seq = {ref: (t.id_mark.sequence_oid, sql.SQL(_SEQUENCE_NEXT).format(
+        sql.Literal(t.id_mark.increment), sql.Identifier(t.id_mark.sequence.schema, t.id_mark.sequence.name)))
+        for ref, t in asked.items()}
+    nexts, locked = ask(cur, seq, per_statement=MARKS_PER_STATEMENT) if seq else ({}, set())
+    tables = {**tables, **{ref: replace(t, id_mark=replace(t.id_mark, sequence_value=_int(nexts.get(ref)),
+                                                           sequence_locked=ref in locked))
+                           for ref, t in asked.items()}}
+    questions = largest_questions({ref: tables[ref] for ref in ids})
+    answers, held = ask(cur, questions, skip_unreadable=True, per_statement=MARKS_PER_STATEMENT)
+    return with_largest(tables, questions, answers, held), {**{k: seq[k] for k in locked}, **{k: questions[k] for k in held}}
+
+
+def _settled_marks(conn: Connection, snap: Snapshot, pending: dict, ladder: Ladder) -> Snapshot:
+    """The marks' questions another session's lock left out, asked again along the ladder (each attempt a short
+    transaction of its own); what stays locked leaves that table's mark unknown, which the plan says."""
+    answers, still = settle(conn, pending, ladder, skip_unreadable=True, per_statement=MARKS_PER_STATEMENT)
+    tables = dict(snap.tables)
+    for key, value in answers.items():
+        if isinstance(key, TableRef):  # a sequence's next value
+            tables[key] = replace(tables[key], id_mark=replace(tables[key].id_mark, sequence_value=_int(value),
+                                                               sequence_locked=False))
+    largest = {k: v for k, v in pending.items() if isinstance(k, tuple)}
+    return replace(snap, tables=with_largest(tables, largest, answers, [k for k in still if isinstance(k, tuple)]))
+
+
+def largest_questions(tables: dict[TableRef, TableState]) -> dict[tuple, Question]:
+    """One question per id table, keyed (table, "largest"): the largest key among the partitions that may hold it,
+    each read through its index, in one scalar subquery. With a sequence, the LARGEST_FROM nearest at or past its next
+    value (only there can a row lie past it) and the default; without one, the LARGEST_FROM highest and the default. Never a max() over
+    the parent: it would lock every partition in the read's transaction."""
+    questions: dict[tuple, Question] = {}
+    for ref, t in tables.items():
+        mark = t.id_mark
+        if not mark.indexed:
+            continue
+        after = mark.sequence_value
+        parts = [p for p in t.partitions if after is None or p.bounds.end is None or p.bounds.end > after]
+        # past a sequence, the nearest (a collision there comes first); without one, the highest
+        parts = (parts[:LARGEST_FROM] if after is not None else parts[-LARGEST_FROM:]) + ([t.default] if t.default else [])
+        arms = [sql.SQL("SELECT max({})::numeric AS m FROM ONLY {}").format(
+            sql.Identifier(t.key_columns[0]), sql.Identifier(p.ref.schema, p.ref.name)) for p in parts]
+        body = sql.SQL(" UNION ALL ").join(arms) if arms else sql.SQL("SELECT NULL::numeric AS m")
+        questions[(ref, "largest")] = (t.oid, sql.SQL("(SELECT max(m) FROM ({}) AS highest)").format(body))
+    return questions
+
+
+def with_largest(tables: dict[TableRef, TableState], questions: dict, answers: dict, unknown: Iterable) -> dict:
+    """The tables with the largest keys answered. A table without a sequence whose LARGEST_FROM highest partitions are
+    all empty while more lie below them cannot tell its largest key: it stays unknown."""
+    missing = {ref for ref, _ in unknown}
+    out = dict(tables)
+    for ref, _ in questions:
+        if ref in missing:
+            continue
+        t, value = out[ref], _int(answers.get((ref, "largest")))
+        cut = t.id_mark.sequence_value is None and value is None and len(t.partitions) > LARGEST_FROM
+        out[ref] = replace(t, id_mark=replace(t.id_mark, largest=value, largest_known=not cut))
+    return out
+
+
+def _int(value) -> Optional[int]:
+    return None if value is None else int(value)
 
 
 def _unproven(cur: Cursor, specs: list[TableSpec], tables: dict[TableRef, TableState]) -> dict[TableRef, tuple]:
@@ -627,7 +700,8 @@ def row_count_questions(relations: dict[int, TableRef], cap: int = ROW_COUNT_CAP
     return {oid: (oid, capped_count(ref, cap + 1)) for oid, ref in relations.items()}
 
 
-def ask(cur: Cursor, questions: dict[Any, Question], *, skip_unreadable: bool = False) -> tuple[dict[Any, Any], set[Any]]:
+def ask(cur: Cursor, questions: dict[Any, Question], *, skip_unreadable: bool = False,
+        per_statement: int = PROBES_PER_STATEMENT) -> tuple[dict[Any, Any], set[Any]]:
     """Every question in a bounded number of statements, in the caller's transaction. Returns the answers
     and the keys whose relation another session holds locked (ACCESS EXCLUSIVE, held or awaited): those are
     left out after one lock_timeout step, and the rest are answered without them.
@@ -637,8 +711,8 @@ def ask(cur: Cursor, questions: dict[Any, Question], *, skip_unreadable: bool = 
     answers: dict[Any, Any] = {}
     locked: set[Any] = set()
     items = list(questions.items())
-    for i in range(0, len(items), PROBES_PER_STATEMENT):
-        pending = dict(items[i:i + PROBES_PER_STATEMENT])
+    for i in range(0, len(items), per_statement):
+        pending = dict(items[i:i + per_statement])
         unexplained = 0
         while pending:
             try:
@@ -687,8 +761,8 @@ def _ask_all(cur: Cursor, questions: dict[Any, Question]) -> dict[Any, Any]:
     return {keys[i]: value for i, value in cur.fetchall()}
 
 
-def settle(conn: Connection, questions: dict[Any, Question], ladder: Ladder, *, skip_unreadable: bool = False
-           ) -> tuple[dict[Any, Any], set[Any]]:
+def settle(conn: Connection, questions: dict[Any, Question], ladder: Ladder, *, skip_unreadable: bool = False,
+           per_statement: int = PROBES_PER_STATEMENT) -> tuple[dict[Any, Any], set[Any]]:
     """Ask, each attempt in a short transaction of its own (partman never holds a read open while it waits
     for a lock), pausing between attempts, until everything is answered or the budget is spent. Returns the
     answers and the keys whose relation stayed locked (and skip_unreadable: see ask)."""
@@ -698,7 +772,7 @@ def settle(conn: Connection, questions: dict[Any, Question], ladder: Ladder, *, 
         for step in attempts(ladder, "locked partitions"):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('jit', 'off', true)", (f"{step}ms",))
-                got, held = ask(cur, pending, skip_unreadable=skip_unreadable)
+                got, held = ask(cur, pending, skip_unreadable=skip_unreadable, per_statement=per_statement)
             answers.update(got)
             pending = {k: v for k, v in pending.items() if k in held}
             if not pending:
@@ -719,12 +793,13 @@ def row_presence(cur: Cursor, tables: dict[int, TableRef]) -> dict[int, bool]:
 
 def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> TableState:
     (_, _, oid, relkind, strat, key_columns, key_type_name, schema_exists, may_create, owned, owner, analyzed, analyzed_at,
-     sequence, sequence_value, sequence_start, sequence_readable, indexed, sharing, _) = parent
+     seq_schema, seq_name, sequence_oid, increment, sequence_readable, indexed, sharing, _) = parent
     access = Access(schema_exists=schema_exists, may_create=may_create, owned=owned, owner=owner)
     if oid is None:
         return TableState(ref, access=access)
-    mark = IdMark(sequence, sequence_value, sequence_start, sequence is None or bool(sequence_readable), indexed=indexed,
-                  sharing=tuple(sharing or ()))
+    sequence = TableRef(seq_schema, seq_name) if seq_name else None
+    mark = IdMark(sequence, None, sequence_oid, sequence is None or bool(sequence_readable), indexed=indexed,
+                  sharing=tuple(sharing or ()), increment=increment or 1)
     state = TableState(
         ref,
         oid=oid,

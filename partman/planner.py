@@ -16,7 +16,7 @@ from . import statistics
 from .spec import TableSpec
 from .encoded import encoding_problem
 from .timeline import Grid, KeySpace, cutoff, space_for, window
-from .widths import IdSpace, WidthGrid
+from .widths import DEFAULT_PREMAKE, IdSpace, Reach, WidthGrid
 
 KEPT_WITH_ROWS = "PM101"
 UNMANAGED = "PM201"
@@ -96,20 +96,36 @@ def id_mark(spec: TableSpec, state: TableState) -> tuple[Optional[int], Optional
     that is empty and has no sequence, starts at the origin."""
     mark = state.id_mark
     if state.oid is None or mark is None:
-        return spec.origin, None
+        return spec.origin, _new_table_problem(spec) if state.oid is None else None
+    if mark.increment < 0:
+        return None, (f"{spec.table}: sequence {mark.sequence} counts down (INCREMENT {mark.increment}); partman makes"
+                      " id partitions ahead of a sequence that counts up")
     if mark.value is not None:
         return mark.value, None
-    if mark.largest_known:
-        return spec.origin, None
+    if mark.largest_known and not mark.sequence_locked:
+        return spec.origin, None  # empty, and no sequence to ask (or none the role may read)
     key = spec.partition_key
-    if mark.sequence is not None and not mark.sequence_readable:
-        why = f"the role may not read sequence {mark.sequence} (GRANT SELECT ON SEQUENCE {mark.sequence} TO it)"
+    if mark.sequence is not None and mark.sequence_locked:
+        why = f"sequence {mark.sequence} stayed locked by another session for the whole ladder (run again later)"
+    elif mark.sequence is not None and not mark.sequence_readable and not mark.indexed:
+        why = (f"the role may not read sequence {mark.sequence} (GRANT SELECT ON SEQUENCE {mark.sequence} TO it),"
+               f" and no btree index leads with {key} to read the largest key instead")
     elif mark.indexed:
-        why = "its largest key could not be read (the table stayed locked, or the role may not read it)"
+        why = "its largest key could not be read (a partition stayed locked by another session, or the role may not read it)"
     else:
-        why = (f"{key} has no sequence (identity, serial or a nextval default) and no index that leads with it;"
-               f" give it one (CREATE INDEX ON {spec.table} ({key}))")
+        why = (f"{key} has no sequence (identity, or a default that is nextval() of one) and no btree index that leads"
+               f" with it; give it one (CREATE INDEX ON {spec.table} ({key}))")
     return None, f"{spec.table}: cannot tell how far its ids reach: {why}"
+
+
+def _new_table_problem(spec: TableSpec) -> Optional[str]:
+    """A table partman is to create must be one whose mark it can read the next time: its key an identity, or
+    the first column of its primary key."""
+    key = next((c for c in spec.columns if c.name == spec.partition_key), None)
+    if key is None or key.identity or (key.default or "").startswith("nextval(") or spec.primary_key[:1] == (key.name,):
+        return None
+    return (f"{spec.table}: a new id table needs its key {spec.partition_key} to be an identity (identity: always) or"
+            f" the first column of its primary key, for partman to read how far ids reach ({spec.source})")
 
 
 def _log_key(p: Partition, space: KeySpace) -> tuple[Optional[datetime], Optional[datetime]]:
@@ -179,6 +195,8 @@ def _plan_table(
         return TablePlan(key_type=None, errors=tuple(errors), **base)
     grid, key_type = laid
     t = _Table(spec, state, grid, [], [], [], [], cutoff(grid, now, spec.retention))
+    if isinstance(grid, WidthGrid) and t.cutoff is not None and _jumped(grid, state, spec):
+        t.cutoff = None  # retention counts back from a mark that jumped away from the rows: it would retire them all
     if spec.timezone != "UTC" and key_type in (KeyType.TIMESTAMP, KeyType.DATE):
         t.warnings.append(Note(ZONE_IGNORED, spec.table, Bounds(None, None),
                                f"timezone {spec.timezone} on a {key_type.value} key: boundaries are the key's own"
@@ -201,7 +219,7 @@ def _plan_table(
         t.actions.append(Action(ActionKind.CREATE, partition_name(spec.table, grid, b, taken), b, Reason.PREMAKE))
     _note_default(t, has_rows, busy, bool(creates))
     if isinstance(grid, WidthGrid):
-        _id_notes(t, creates)
+        _id_notes(t)
     _conform(t)
     if any(a.kind is ActionKind.ADOPT for a in t.actions):
         _adoption_notes(t, window(grid, now, spec.premake, spec.history_from).start)
@@ -411,7 +429,7 @@ def _within_the_type(t: _Table, wanted: list[Bounds]) -> list[Bounds]:
     return fitting
 
 
-def _id_notes(t: _Table, creates: list[Bounds]) -> None:
+def _id_notes(t: _Table) -> None:
     """What moved an id table's mark where the plan cannot follow quietly: a jump past its partitions, a row past
     its sequence, a sequence other tables draw from too. Each is reported; none widens the window."""
     mark, grid = t.state.id_mark, t.grid
@@ -419,19 +437,22 @@ def _id_notes(t: _Table, creates: list[Bounds]) -> None:
         return
     ends = [p.bounds.end for p in t.state.partitions if p.bounds.end is not None]
     start = grid.floor(grid.mark)
-    if ends and max(ends) < start and not _covered(creates, max(ends), start):
-        gap = Bounds(max(ends), start)
+    below = [e for e in ends if e <= start]
+    if _jumped(grid, t.state, t.spec):
+        gap = Bounds(max(below), start)
+        held = " Retention is held while they have none: it would count back over them and retire every row." \
+            if t.spec.retention is not None else ""
         t.warnings.append(Note(IDS_JUMPED, t.spec.table, gap,
-                               f"ids jumped: the mark ({grid.mark}, {mark.source}) is {(start - max(ends)) // grid.width:,}"
-                               f" partitions past the last partition's end ({max(ends)}): partitions are made from the"
-                               f" mark's slot on; [{gap.start}, {gap.end}) has none"))
-    if mark.sequence is not None and mark.sequence_readable and mark.largest is not None and mark.largest > grid.mark:
+                               f"ids jumped: the mark ({grid.mark}, {mark.source}) is {_count(start - max(below), grid.width)}"
+                               f" past the end of the partitions below it ({max(below)}): partitions are made from the"
+                               f" mark's slot on; [{gap.start}, {gap.end}) has none.{held}"))
+    if mark.sequence_value is not None and mark.largest is not None and mark.largest >= mark.sequence_value:
         holder = next((p.ref for p in t.state.partitions if p.bounds.contains(mark.largest)), None)
         where = f"in {holder}" if holder else (f"in the default partition {t.state.default.ref}" if t.state.default
                                                else "somewhere partman cannot tell")
         t.warnings.append(Note(PAST_THE_SEQUENCE, t.spec.table, Bounds(None, None),
-                               f"a row holds id {mark.largest}, past sequence {mark.sequence} ({grid.mark}): partitions"
-                               f" follow the sequence, not that row ({where})"))
+                               f"a row holds id {mark.largest}, at or past the next value of sequence {mark.sequence}"
+                               f" ({mark.sequence_value}): partitions follow the sequence, not that row ({where})"))
     detached = {str(e.partition) for e in t.state.detached}
     sharing = [c for c in mark.sharing if c.rsplit(".", 1)[0] not in detached]
     if sharing:
@@ -440,9 +461,23 @@ def _id_notes(t: _Table, creates: list[Bounds]) -> None:
                                " dense, and premake in ids counts theirs too"))
 
 
-def _covered(creates: list[Bounds], start: int, end: int) -> bool:
-    """Whether the planned creates (disjoint) fill [start, end): history_from reaching back over a jump."""
-    return sum(min(b.end, end) - max(b.start, start) for b in creates if b.start < end and b.end > start) >= end - start
+def _jumped(grid: WidthGrid, state: TableState, spec: TableSpec) -> bool:
+    """The ids jumped past the partitions: the mark's slot lies further past the end of the partitions below it than
+    premake reaches ahead (ids that merely outran premake are a slot or two), and the window (history_from) does not
+    reach back to them. Retention is held while that lasts (PM218 says so): it would count back over empty ranges and
+    retire every row."""
+    start = grid.floor(grid.mark)
+    below = [p.bounds.end for p in state.partitions if p.bounds.end is not None and p.bounds.end <= start]
+    if not below or any(p.bounds.contains(start - 1) for p in state.partitions):
+        return False
+    reach = start if spec.history_from is None else min(start, grid.floor(spec.history_from))
+    ahead = (spec.premake or Reach.parse(DEFAULT_PREMAKE)).ids(grid.width)
+    return reach > max(below) and start - max(below) > max(ahead, grid.width)
+
+
+def _count(ids: int, width: int) -> str:
+    slots = -(-ids // width)
+    return f"{slots:,} partition{'s' if slots != 1 else ''}"
 
 
 def _mark_text(spec: TableSpec, state: TableState, grid) -> Optional[str]:
@@ -576,6 +611,14 @@ def _span3(span: Optional[Span]) -> Optional[Span3]:
 
 
 def _check_parent(spec: TableSpec, state: TableState, survey=None) -> list[str]:
+    found = _parent_problems(spec, state, survey)
+    if found or spec.width is None:
+        return found
+    _, unknown = id_mark(spec, state)
+    return [unknown] if unknown else []
+
+
+def _parent_problems(spec: TableSpec, state: TableState, survey=None) -> list[str]:
     if state.oid is None:
         if not spec.columns:
             return [f"{spec.table} does not exist and its spec ({spec.source}) declares no columns to create it from"]
@@ -610,8 +653,7 @@ def _check_parent(spec: TableSpec, state: TableState, survey=None) -> list[str]:
             f"{spec.table}: partition key {spec.partition_key} is {state.key_type.value} in the database, but the"
             f" spec's columns say {declared.value} ({spec.source}); fix the spec"
         ]
-    _, unknown = id_mark(spec, state) if spec.width is not None else (None, None)
-    return [unknown] if unknown else []
+    return []
 
 
 def _retire(t: _Table, p: Partition) -> None:

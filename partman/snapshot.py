@@ -201,3 +201,5 @@ class Snapshot:
     surveys: dict[TableRef, Any] = field(default_factory=dict)
     # Foreign keys into a converted table still NOT VALID (an interrupted conversion): (referencing table, name).
     unproven: dict[TableRef, tuple[tuple[TableRef, str], ...]] = field(default_factory=dict)
+    # An id table's mark questions another session's lock left out of the read (catalog._with_marks); settled after it.
+    pending_marks: dict = field(default_factory=dict, compare=False)

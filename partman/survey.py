@@ -310,10 +310,13 @@ def _with_ids(cur: Cursor, survey: Survey, table: TableRef, key: str, rows: bool
     without a lock on the table, and with rows, the largest key (ORDER BY, which uuid has where it has no max())."""
     fed = [s for s in survey.sequences if s.column == key]
     value = None
-    if fed:
-        cur.execute("SELECT CASE WHEN has_sequence_privilege(%(s)s, 'SELECT') OR has_sequence_privilege(%(s)s, 'USAGE')"
-                    " THEN pg_sequence_last_value(%(s)s) END", {"s": fed[0].oid})
-        value = cur.fetchone()[0]
+    if fed and cur.execute("SELECT has_sequence_privilege(%s, 'SELECT')", (fed[0].oid,)).fetchone()[0]:
+        # The next value it gives: last_value once called, else last_value itself (fresh, RESTARTed, setval false).
+        cur.execute(sql.SQL("SELECT CASE WHEN is_called THEN last_value::numeric + (SELECT seqincrement FROM"
+                            " pg_sequence WHERE seqrelid = {}) ELSE last_value END FROM {}").format(
+            sql.Literal(fed[0].oid), sql.Identifier(fed[0].ref.schema, fed[0].ref.name)))
+        found = cur.fetchone()[0]
+        value = None if found is None else int(found)
     if rows:
         column, rel = sql.Identifier(key), sql.Identifier(table.schema, table.name)
         nulls = sql.SQL("false") if survey.key_not_null else sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(rel, column)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator, Optional, Union
 from zoneinfo import ZoneInfo
 
-from .model import Bounds, KeyType
+from .model import Bounds, KeyType, TableRef
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TYPE_RANGE = {KeyType.SMALLINT: 2 ** 15, KeyType.INTEGER: 2 ** 31, KeyType.BIGINT: 2 ** 63}
@@ -60,36 +60,37 @@ class Reach:
 class IdMark:
     """Where an id table's keys have reached, as the catalog read it.
 
-    sequence: the sequence that feeds the key (identity, serial, or a nextval default), with its current value
-    (None: never used, or not readable by the connected role) and its first value; largest: the table's largest
-    key (None: the table is empty, or has no index on the key to find it without a scan); sharing: the other
-    columns that draw from the same sequence."""
+    sequence: the sequence that gives the key its values (its identity, or the one its default is nextval() of), and
+    the next value it gives (None: not read: the role may not, or another session kept it locked); largest: the table's
+    largest key among the partitions that may hold it (largest_known false: not read, e.g. no index leads with the
+    key); sharing: the other tables' columns that draw from the same sequence."""
 
-    sequence: Optional[str] = None
-    sequence_value: Optional[int] = None
-    sequence_start: Optional[int] = None
+    sequence: Optional[TableRef] = None
+    sequence_value: Optional[int] = None  # the next value nextval() gives
+    sequence_oid: Optional[int] = None
     sequence_readable: bool = True
+    sequence_locked: bool = False
+    increment: int = 1
+    indexed: bool = False  # a btree index leads with the key: the largest key costs one descent per partition
     largest: Optional[int] = None
-    indexed: bool = False  # an index leads with the key: the largest key costs one descent per partition
     largest_known: bool = False  # the largest key was read (None then means an empty table), not merely absent
     sharing: tuple[str, ...] = ()
 
     @property
     def value(self) -> Optional[int]:
-        """The mark: the sequence's value (its start if never used), else the largest key; None when neither."""
-        if self.sequence is not None and self.sequence_readable:
-            return self.sequence_value if self.sequence_value is not None else self.sequence_start
+        """The mark: the sequence's next value, else the largest key; None when neither is known."""
+        if self.sequence is not None and self.sequence_value is not None:
+            return self.sequence_value
         return self.largest
 
     @property
     def source(self) -> str:
-        if self.sequence is not None and self.sequence_readable:
-            used = "" if self.sequence_value is not None else ", not used yet"
-            return f"sequence {self.sequence}{used}"
+        if self.sequence is not None and self.sequence_value is not None:
+            return f"the next value of sequence {self.sequence}"
         return "the largest key"
 
     def to_dict(self) -> dict:
-        return {"sequence": self.sequence, "sequence_value": self.sequence_value, "sequence_start": self.sequence_start,
+        return {"sequence": str(self.sequence) if self.sequence else None, "sequence_value": self.sequence_value, "increment": self.increment,
                 "sequence_readable": self.sequence_readable, "indexed": self.indexed, "largest": self.largest,
                 "largest_known": self.largest_known, "sharing": list(self.sharing)}
 

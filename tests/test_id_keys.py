@@ -43,7 +43,7 @@ def test_ids_past_the_premake_horizon_are_refused_until_apply_follows_the_sequen
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
     insert(conn, 3500)
     plan = cli(capsys, db_url, "plan")
-    assert "= ids      at 3500 (sequence public.events_id_seq); slots of 1,000 from 0" in plan.out, plan.out
+    assert "= ids      at 3501 (the next value of sequence public.events_id_seq); slots of 1,000 from 0" in plan.out, plan.out
     assert "+ create   public.events_p4000  [4000, 5000)" in plan.out and "public.events_p7000" not in plan.out
     # 2 partitions are kept behind the mark's slot [3000, 4000): [0, 1000) has expired.
     assert "- detach   public.events_p0  [0, 1000)  retention" in plan.out, plan.out
@@ -65,8 +65,8 @@ def test_a_sequence_jump_is_shown_and_makes_only_premake_partitions(capsys, work
     plan = cli(capsys, db_url, "plan")
     creates = [line for line in plan.out.splitlines() if "+ create" in line]
     assert len(creates) == 4, plan.out  # the mark's slot and 3 ahead, not the 5 million between
-    assert "PM218 ids jumped: the mark (5000000000, sequence public.events_id_seq) is 4,999,996 partitions past the" \
-           " last partition's end (4000)" in plan.out, plan.out
+    assert "PM218 ids jumped: the mark (5000000001, the next value of sequence public.events_id_seq) is 4,999,996" \
+           " partitions past the end of the partitions below it (4000)" in plan.out, plan.out
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
     insert(conn, 1)
     assert conn.execute("SELECT tableoid::regclass::text FROM events").fetchone()[0] == "events_p5000000000"
@@ -83,13 +83,13 @@ def test_an_id_inserted_by_hand_past_the_sequence_is_shown_and_not_followed(caps
     conn.execute("INSERT INTO events (id, body) VALUES (9000000000000, 'by hand')")
     plan = cli(capsys, db_url, "plan", "--detailed-exitcode")
     assert plan.code == 0, plan.out  # nothing to do: partitions follow the sequence
-    assert "PM219 a row holds id 9000000000000, past sequence public.events_id_seq (10): partitions follow the" \
-           " sequence, not that row (in the default partition public.events_default)" in plan.out, plan.out
+    assert "PM219 a row holds id 9000000000000, at or past the next value of sequence public.events_id_seq (11):" \
+           " partitions follow the sequence, not that row (in the default partition public.events_default)" in plan.out, plan.out
     drift = cli(capsys, db_url, "drift", "--format", "json")
     (table,) = json.loads(drift.out)["tables"]
-    assert table["runway_ids"] == 3990 and table["min_runway_ids"] == 1500 and table["runway_seconds"] is None
+    assert table["runway_ids"] == 3989 and table["min_runway_ids"] == 1500 and table["runway_seconds"] is None
     metrics = cli(capsys, db_url, "drift", "--format", "prometheus").out
-    assert 'partman_runway_ids{env="test",table="public.events"} 3990' in metrics
+    assert 'partman_runway_ids{env="test",table="public.events"} 3989' in metrics
     assert 'partman_runway_seconds{env="test",table="public.events"}' not in metrics, "an id table has no runway in time"
 
 
@@ -101,7 +101,7 @@ def test_a_sequence_shared_with_another_table_is_named(capsys, workdir, db_url, 
     write_spec(workdir / "specs", events(columns=None, primary_key=None))
     plan = cli(capsys, db_url, "apply", "--auto-approve")
     assert plan.code == 0, plan.err
-    assert "= ids      at 1 (sequence public.shared_ids, not used yet)" in plan.out, plan.out
+    assert "= ids      at 1 (the next value of sequence public.shared_ids)" in plan.out, plan.out
     assert "PM220 sequence public.shared_ids also feeds public.audit.id" in plan.out, plan.out
     insert(conn, 5)
     assert [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id")] == [1, 2, 3, 4, 5]
@@ -123,8 +123,9 @@ def test_a_key_with_no_sequence_and_no_index_is_refused_in_one_line(capsys, work
     write_spec(workdir / "specs", events(columns=None, primary_key=None))
     result = cli(capsys, db_url, "plan")
     assert result.code == 1
-    assert "public.events: cannot tell how far its ids reach: id has no sequence (identity, serial or a nextval" \
-           " default) and no index that leads with it; give it one (CREATE INDEX ON public.events (id))" in result.out
+    assert "public.events: cannot tell how far its ids reach: id has no sequence (identity, or a default that is" \
+           " nextval() of one) and no btree index that leads with it; give it one (CREATE INDEX ON public.events (id))" \
+           in result.out
     assert "Traceback" not in result.out + result.err
 
 
@@ -152,7 +153,7 @@ def test_a_width_change_keeps_every_row_and_replaces_only_empty_future_partition
         " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass").fetchall())
     starts = [start for start, _ in bounds]
     assert bounds[:2] == [(0, "events_p0"), (1000, "events_p1000")], "populated partitions stay as they are"
-    assert starts == [0, 1000] + list(range(2000, 6500, 500)), bounds  # the empty ones are now 500 wide
+    assert starts == [0, 1000] + list(range(2000, 7000, 500)), bounds  # the empty ones are now 500 wide, to 1501 + 5000
     assert count(conn, "events") == 1500
     assert cli(capsys, db_url, "plan", "--detailed-exitcode").code == 0
 
@@ -202,3 +203,37 @@ def test_an_interrupted_id_conversion_keeps_the_cutover_its_check_proves(capsys,
     assert f"attach events_legacy FOR VALUES FROM (MINVALUE) TO ({bound})" in plan.out and "1/2 validate" in plan.out, plan.out
     assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
     assert partitions(conn) == {"events_legacy": f"FOR VALUES FROM (MINVALUE) TO ('{bound}')"}
+
+
+def test_a_jump_of_the_sequence_holds_retention_instead_of_retiring_every_row(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", events(width=100, retention="3 partitions", retention_grace="0 days"))
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    insert(conn, 250)
+    conn.execute("SELECT setval('events_id_seq', 1000000)")
+    for _ in range(2):  # and again once partitions exist at the new mark: the ids below it still have none
+        result = cli(capsys, db_url, "apply", "--auto-approve")
+        assert result.code == 0, result.err
+        assert "- detach" not in result.out and count(conn, "events") == 250, result.out
+    assert "Retention is held while they have none" in cli(capsys, db_url, "plan").out
+
+
+def test_a_restarted_sequence_is_followed_from_the_value_it_gives_next(capsys, workdir, db_url, conn):
+    write_spec(workdir / "specs", events())
+    assert cli(capsys, db_url, "apply", "--auto-approve").code == 0
+    conn.execute("ALTER TABLE events ALTER COLUMN id RESTART WITH 20000")  # is_called false: last_value is next
+    plan = cli(capsys, db_url, "apply", "--auto-approve")
+    assert "= ids      at 20000 (the next value of sequence public.events_id_seq)" in plan.out, plan.out
+    insert(conn, 1)
+    assert conn.execute("SELECT tableoid::regclass::text FROM events").fetchone()[0] == "events_p20000"
+
+
+def test_a_default_that_computes_more_than_nextval_is_not_read_as_the_mark(capsys, workdir, db_url, conn):
+    conn.execute("CREATE SEQUENCE old_ids OWNED BY NONE; CREATE SEQUENCE xs")
+    conn.execute("CREATE TABLE events (id bigint NOT NULL DEFAULT nextval('xs') * 10 + 1000000, body text,"
+                 " PRIMARY KEY (id)) PARTITION BY RANGE (id)")
+    conn.execute("ALTER SEQUENCE old_ids OWNED BY events.id")  # owned by the column, but its default calls another
+    conn.execute("CREATE TABLE events_p1000000 PARTITION OF events FOR VALUES FROM (1000000) TO (1001000)")
+    insert(conn, 5)
+    write_spec(workdir / "specs", events(columns=None, primary_key=None))
+    plan = cli(capsys, db_url, "plan")
+    assert "= ids      at 1000050 (the largest key)" in plan.out, plan.out
