@@ -86,7 +86,7 @@ LEGACY = "legacy"  # conversion.LEGACY_SUFFIX without its '_': the name a conver
 
 # An id table's labels (widths.WidthGrid.label): p<start>, m<minus start>, and a bridge's two ends. Their digits
 # run to any length, so their globs end in [0-9]* (the only globs here that do).
-ID_SHAPES = (r"[pm]\d+", r"[pm]\d+_[pm]\d+")
+ID_SHAPES = (r"[pm]\d+", r"[pm]\d+_[pm]\d+", r"[pm]\d+_max")
 
 
 def shapes_of(converting: bool, ids: bool = False) -> tuple[str, ...]:

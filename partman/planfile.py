@@ -140,6 +140,9 @@ def what_moved(table: str, saved: dict[str, Any], now: dict[str, Any]) -> list[s
         moved.append(f"partition_log of {table} has new entries (another run changed it)")
     if saved.get("config") != now.get("config"):
         moved.append(f"partition_config of {table} changed since the plan was made")
+    if saved.get("mark_slot") != now.get("mark_slot"):
+        moved.append(f"the ids of {table} moved from the slot at {saved.get('mark_slot')} to the one at"
+                     f" {now.get('mark_slot')} since the plan was made")
     if saved.get("survey") != now.get("survey"):
         moved.append(f"what depends on {table} (indexes, constraints, foreign keys, views, triggers, policies, grants)"
                      " changed since the conversion was planned")

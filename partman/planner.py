@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
+from itertools import islice
 from typing import Iterable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
@@ -72,6 +73,9 @@ def observed_state(spec: TableSpec, state: TableState, has_rows: dict[int, bool]
     table to convert, what hangs on it too (survey.py)."""
     presence = {str(p.ref): has_rows.get(p.oid) for p in presence_needed(spec, state, now)}
     observed = {**state.to_dict(estimates=False), "presence": dict(sorted(presence.items()))}
+    laid = layout(spec, state) if spec.width is not None else None
+    if laid is not None:  # an id table's plan rests on its mark's slot: ids moving within it change nothing
+        observed["mark_slot"] = laid[0].floor(laid[0].mark)
     if spec.convert and survey is not None:
         observed["survey"] = survey.fingerprint()
     return observed
@@ -155,6 +159,7 @@ class _Table:
     unmanaged: list
     warnings: list
     cutoff: Optional[KeyValue] = None
+    errors: list = field(default_factory=list)
 
 
 def plan_table(
@@ -204,13 +209,13 @@ def _plan_table(
                                " decides what today is"))
     obstacles, replaceable = _existing(t, has_rows, grid.space.key_of(now), busy)
     obstacles += _retire_detached(t, now, t.cutoff)
-    slots = _slots(grid, now, spec)
-    creates = _fill(t, now, obstacles, replaceable) if slots <= MAX_PARTITIONS_PER_PLAN else []
-    if max(slots, len(creates)) > MAX_PARTITIONS_PER_PLAN:
+    creates = _fill(t, now, obstacles, replaceable)
+    if t.errors:
+        return TablePlan(key_type=key_type, errors=tuple(t.errors), **base)
+    if len(creates) > MAX_PARTITIONS_PER_PLAN:
         return TablePlan(
             key_type=key_type,
-            errors=(f"{spec.table}: the plan would create {'up to ' if slots > len(creates) else ''}"
-                    f"{max(slots, len(creates)):,} partitions (more than {MAX_PARTITIONS_PER_PLAN});"
+            errors=(f"{spec.table}: the plan would create more than {MAX_PARTITIONS_PER_PLAN:,} partitions;"
                     f" check {'width' if spec.width else 'interval'}, premake"
                     f"{' and history_from' if spec.history_from is not None else ''}",),
             **base,
@@ -366,15 +371,6 @@ def _interrupted(t: _Table, p: Partition, intent: Optional[str]) -> bool:
     return True
 
 
-def _slots(grid, now: datetime, spec: TableSpec) -> int:
-    """How many slots an id table's window spans, counted before any is made: premake and history_from in ids can
-    reach 2**63 (a time table's spans end within a century, SPAN_LIMITS)."""
-    if not isinstance(grid, WidthGrid):
-        return 0
-    w = window(grid, now, spec.premake, spec.history_from)
-    return (w.end - w.start) // grid.width
-
-
 def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[Partition]) -> list[Bounds]:
     """The ranges to create: the window's gaps cut into slots (and bridges), past retention's cutoff; an empty
     partition of the old layout stays where it is a wanted slot and is dropped where it is not."""
@@ -386,12 +382,12 @@ def _fill(t: _Table, now: datetime, obstacles: list[Bounds], replaceable: list[P
                                f"history_from {since if isinstance(since, int) else since.isoformat()} reaches before"
                                " retention's cutoff"
                                f" ({iso(t.grid.space.instant(cutoff))}): retention wins, partitions begin at the cutoff"))
-    wanted = [
-        piece
-        for gap in _gaps(covered, obstacles)
-        for piece in t.grid.pieces(gap)
-        if cutoff is None or piece.end > cutoff
-    ]
+    gaps = _gaps(covered, obstacles)
+    if isinstance(t.grid, WidthGrid) and cutoff is not None:  # an id window may reach 2**63 back: start at the cutoff
+        gaps = [Bounds(max(g.start, t.grid.floor(cutoff)), g.end) for g in gaps if g.end > t.grid.floor(cutoff)]
+    # At most one more than a plan may create: counting further only delays the error that follows.
+    wanted = list(islice((piece for gap in gaps for piece in t.grid.pieces(gap) if cutoff is None or piece.end > cutoff),
+                         MAX_PARTITIONS_PER_PLAN + 1))
     wanted = _within_the_type(t, wanted)
     wanted_set = set(wanted)
     kept_bounds = set()
@@ -409,11 +405,20 @@ def _within_the_type(t: _Table, wanted: list[Bounds]) -> list[Bounds]:
     space = t.grid.space
     if isinstance(space, IdSpace):
         fitting = [b for b in wanted if space.fits(b.start) and space.fits(b.end)]
-        if len(fitting) < len(wanted):
+        last = next((b for b in wanted if space.fits(b.start) and not space.fits(b.end)), None)
+        if last is not None:  # the slot where the type ends runs to MAXVALUE: its last ids have a partition too
+            fitting.append(Bounds(last.start, None))
+        beyond = len(wanted) - len(fitting)
+        if beyond:
             t.warnings.append(Note(TYPE_ENDS, t.spec.table, Bounds(None, None),
                                    f"{_article(space.key_type.value)} key holds {space.first} to {space.last} only"
-                                   f" (partman keeps ids within what partition_log holds): {len(wanted) - len(fitting)}"
-                                   f" partition{'s' if len(wanted) - len(fitting) > 1 else ''} beyond are not made"))
+                                   " (partman keeps ids within what partition_log holds):"
+                                   + (f" the partition from {last.start} runs to MAXVALUE, and" if last else "")
+                                   + f" {beyond} partition{'s' if beyond > 1 else ''} beyond are not made"))
+        if wanted and not fitting:
+            t.errors.append(f"{t.spec.table}: no partition of width {t.grid.width:,} from origin {t.grid.origin} around"
+                            f" its mark ({t.grid.mark}) fits {_article(space.key_type.value)} key"
+                            f" ({space.first} to {space.last}); check width and origin ({t.spec.source})")
         return fitting
     codec = space.codec
     if codec is None:

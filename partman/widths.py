@@ -180,10 +180,11 @@ class WidthGrid:
             boundary += self.width
 
     def label(self, bounds: Bounds) -> str:
-        """A slot is named for its start (events_p2000000, events_m1000 below zero), a bridge for both ends."""
+        """A slot is named for its start (events_p2000000, events_m1000 below zero), a bridge for both ends, the slot
+        where the key's type ends for its start and MAXVALUE (events_p32000_max)."""
         if self.is_slot(bounds):
             return _tag(bounds.start)
-        return f"{_tag(bounds.start)}_{_tag(bounds.end)}"
+        return f"{_tag(bounds.start)}_{'max' if bounds.end is None else _tag(bounds.end)}"  # the type's last slot
 
     def window(self, premake: Optional[Reach], history_from: Optional[int] = None) -> Bounds:
         """[start of the slot holding the mark, first boundary at or after mark + premake); history_from (an id)

@@ -329,3 +329,31 @@ def test_retention_wins_over_history_from_and_the_plan_says_so():
     assert creates(p)[0] == Bounds(utc(2026, 9, 1), utc(2026, 10, 1)), "the first month ending after the cutoff"
     (note,) = p.tables[0].warnings
     assert note.code == "PM216" and "history_from 2026-01-01 reaches before retention's cutoff" in note.why
+
+
+def id_spec(**changes):
+    from partman.widths import Reach
+
+    base = replace(spec("monthly", key_type="bigint"), interval=None, width=1000, premake=Reach(4, "partitions"))
+    return replace(base, **changes)
+
+
+def test_history_from_far_behind_an_id_tables_mark_counts_only_the_partitions_missing():
+    from partman.widths import IdMark
+
+    layout = Layout(key_type=KeyType.BIGINT, mark=IdMark(indexed=True, largest=4_996_500, largest_known=True))
+    for start in range(0, 4_996_000, 1000):
+        layout.add(start, start + 1000)
+    p = plan([id_spec(history_from=0)], layout.snapshot(), now=utc(2027, 1, 1), env="t")
+    (t,) = p.tables
+    assert not t.errors, t.errors
+    assert [a.bounds.start for a in t.actions] == [4_996_000, 4_997_000, 4_998_000, 4_999_000, 5_000_000]
+
+
+def test_an_id_window_reaching_further_than_a_plan_may_create_is_refused_without_computing_it():
+    from partman.widths import IdMark, Reach
+
+    layout = Layout(key_type=KeyType.BIGINT, mark=IdMark(indexed=True, largest=10, largest_known=True))
+    (t,) = plan([id_spec(width=1, premake=Reach(10 ** 18, "partitions"))], layout.snapshot(), now=utc(2027, 1, 1),
+                env="t").tables
+    assert t.errors == ("public.bookings: the plan would create more than 5,000 partitions; check width, premake",)
