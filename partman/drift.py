@@ -75,14 +75,25 @@ class TableDrift:
             "table": self.table,
             "env": self.env,
             "in_sync": self.in_sync,
-            "runway_seconds": self.runway_seconds,
+            # JSON has no infinity: a table whose last partition runs to MAXVALUE has a runway without end
+            "runway_seconds": _finite(self.runway_seconds),
+            **({"runway_unbounded": True} if _unbounded(self.runway_seconds, self.runway_ids) else {}),
             "min_runway_seconds": self.min_runway_seconds,
             "missing_partitions": self.missing,
             "unmanaged_partitions": self.unmanaged,
             "default_rows": self.default_rows,
             "findings": [f.to_dict() for f in self.findings],
-            **({"runway_ids": self.runway_ids, "min_runway_ids": self.min_runway_ids} if self.min_runway_ids is not None else {}),
+            **({"runway_ids": _finite(self.runway_ids), "min_runway_ids": self.min_runway_ids}
+               if self.min_runway_ids is not None else {}),
         }
+
+
+def _finite(value):
+    return None if value == float("inf") else value
+
+
+def _unbounded(*values) -> bool:
+    return any(v == float("inf") for v in values)
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,8 @@ def _table(
     for a in tp.actions:
         if a.kind is ActionKind.DETACH:
             findings.append(Finding(Kind.EXPIRED, "expired: retention should have detached it", str(a.partition)))
-        elif a.reason is Reason.RETENTION_GRACE_ELAPSED and not a.attached:
+        elif a.reason is Reason.RETENTION_GRACE_ELAPSED and not a.attached and not any(
+                d.kind is ActionKind.DETACH and d.partition == a.partition for d in tp.actions):  # not one just expired
             findings.append(Finding(Kind.GRACE_ELAPSED, "detached and past its grace: should have been dropped", str(a.partition)))
     for n in tp.kept:
         if n.code == REFERENCED:
@@ -219,7 +231,7 @@ def _runway(state: TableState, space: KeySpace, now: datetime) -> float:
     key = space.key_of(now)
     covering = next((p for p in state.partitions if p.bounds.contains(key)), None)
     if covering is None:
-        return 0.0
+        return 0 if isinstance(space, IdSpace) else 0.0
     end = covering.bounds.end
     for p in state.partitions:  # sorted by start: follow the chain of adjacent partitions
         if end is not None and p.bounds.start == end:
@@ -227,7 +239,7 @@ def _runway(state: TableState, space: KeySpace, now: datetime) -> float:
     if end is None:
         return float("inf")
     if isinstance(space, IdSpace):
-        return max(0, end - key)
+        return max(0, int(end) - int(key))
     return max(0.0, (_instant(end, space) - now).total_seconds())
 
 

@@ -469,15 +469,18 @@ def _id_notes(t: _Table) -> None:
 def _jumped(grid: WidthGrid, state: TableState, spec: TableSpec) -> bool:
     """The ids jumped past the partitions: the mark's slot lies further past the end of the partitions below it than
     premake reaches ahead (ids that merely outran premake are a slot or two), and the window (history_from) does not
-    reach back to them. Retention is held while that lasts (PM218 says so): it would count back over empty ranges and
+    reach below the mark's slot, where its creates would close the gap. Retention is held while that lasts (PM218 says so): it would count back over empty ranges and
     retire every row."""
     start = grid.floor(grid.mark)
-    below = [p.bounds.end for p in state.partitions if p.bounds.end is not None and p.bounds.end <= start]
-    if not below or any(p.bounds.contains(start - 1) for p in state.partitions):
+    # What retention detached (and keeps, or keeps for its grace) covered its range: gaps it left are no jump.
+    held = [Bounds(grid.space.from_log(e.start), grid.space.from_log(e.end)) for e in state.detached]
+    ranges = [p.bounds for p in state.partitions] + held
+    below = [b.end for b in ranges if b.end is not None and b.end <= start]
+    if not below or any(b.contains(start - 1) for b in ranges):
         return False
     reach = start if spec.history_from is None else min(start, grid.floor(spec.history_from))
     ahead = (spec.premake or Reach.parse(DEFAULT_PREMAKE)).ids(grid.width)
-    return reach > max(below) and start - max(below) > max(ahead, grid.width)
+    return reach >= start and start - max(below) > max(ahead, grid.width)  # reach < start: the window fills below
 
 
 def _count(ids: int, width: int) -> str:

@@ -173,6 +173,9 @@ def markdown(plan: Plan, *, timestamps: bool = False) -> str:
     notes = [(t.table, n) for t in plan.tables for n in t.unmanaged + t.warnings]
     if notes:
         lines += ["", *[f"- :warning: `{n.partition}` {n.code} {_md(n.why)}" for _, n in notes]]
+    marks = [t for t in plan.tables if t.id_mark]
+    if marks:  # what an id table's plan rests on (widths.py), as the text plan shows it
+        lines += ["", *[f"- `{t.table}` ids {_md(t.id_mark)}" for t in marks]]
     count = sum(len(t.actions) + t.create_parent + (t.config is not None) for t in plan.tables)
     if count:
         lines += ["", f"<details><summary>All {count} changes</summary>", "", "```diff"]
@@ -234,8 +237,8 @@ def drift(report, fmt: str) -> str:
 def drift_text(r) -> str:
     lines = [f"partman drift for env {r.env} at {iso(r.now)}", ""]
     for t in r.tables:
-        runway = (f"{t.runway_ids:,} ids" if t.runway_ids is not None else "n/a" if t.runway_seconds is None
-                  else drift_days(t.runway_seconds))
+        runway = ("forever" if t.runway_ids == float("inf") else f"{t.runway_ids:,} ids" if t.runway_ids is not None
+                  else "n/a" if t.runway_seconds is None else drift_days(t.runway_seconds))
         lines.append(f"{t.table}  ({'in sync' if t.in_sync else 'DRIFT'}; runway {runway})")
         for f in t.findings:
             where = f" {f.partition}" if f.partition else ""
@@ -276,7 +279,7 @@ def drift_prometheus(r, *, run_at) -> str:
     counted = [t for t in r.tables if t.min_runway_ids is not None]
     if counted:  # id tables (width): their runway is in ids, from the table's mark
         family("partman_runway_ids", "Ids from the table's mark to the end of the partitions that cover it without a gap.",
-               [({"env": t.env, "table": t.table}, t.runway_ids or 0) for t in counted])
+               [({"env": t.env, "table": t.table}, t.runway_ids) for t in counted if t.runway_ids is not None])
     family("partman_missing_partitions", "Partitions missing inside the premake horizon.", each(lambda t: t.missing))
     family("partman_unmanaged_partitions", "Partitions not recorded in partition_log.", each(lambda t: t.unmanaged))
     family("partman_default_rows", "Rows in the default partition.", each(lambda t: t.default_rows))

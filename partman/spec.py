@@ -380,10 +380,13 @@ def _reach_problems(value: Any) -> Problems:
     if value is None or isinstance(value, int):
         return
     problems = list(_span_problems(value))
+    if not problems:
+        return
     try:
         Reach.parse(value)
-    except ValueError:
-        yield from problems
+    except ValueError as exc:
+        # A value counting ids or partitions gets the reach's reason (too long), any other the duration's.
+        yield from ([((), str(exc))] if re.search(r"\d\s*(ids?|partitions?)\s*$", str(value)) else problems)
 
 
 _CHECKS = {

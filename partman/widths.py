@@ -43,7 +43,9 @@ class Reach:
         if isinstance(text, bool):
             raise ValueError(f"not a reach: {text!r} (expected e.g. '4 partitions' or 5000000 ids)")
         m = _REACH.match(str(text))
-        if not m or len(m.group(1).lstrip("0")) > 19:
+        if m and len(m.group(1).lstrip("0")) > 18:
+            raise ValueError(f"{str(text)[:60]!r} is longer than partman allows (at most 18 digits)")
+        if not m:
             raise ValueError(f"not a reach in ids or partitions: {str(text)[:60]!r} (expected e.g. '4 partitions',"
                              " '5000000 ids' or 5000000)")
         unit = (m.group(2) or "ids").lower()

@@ -212,7 +212,7 @@ def test_the_plan_after_apply_is_empty(case):
     if first.summary()["adopt"]:  # what it adopts is retired by the next apply, never by the adopting one
         after = simulate(after, plan([s], after, now=now, env="t"))
     again = plan([s], after, now=now, env="t")
-    assert not again.changes, again.tables[0].actions
+    assert not again.changes, (again.tables[0].actions, sorted((x.bounds.start, x.bounds.end, layout.rows[x.oid]) for x in layout.partitions), layout.mark)
 
 
 @PROPERTY
