@@ -89,7 +89,8 @@ def layout(spec: TableSpec, state: TableState) -> Optional[tuple[Grid, Optional[
         mark, _ = id_mark(spec, state)
         if mark is None or key_type.is_time or key_type is KeyType.UUID:
             return None
-        return WidthGrid(spec.width, spec.origin, IdSpace(key_type, spec.timezone, mark)), key_type
+        step = state.id_mark.increment if state.id_mark is not None else 1
+        return WidthGrid(spec.width, spec.origin, IdSpace(key_type, spec.timezone, mark), step), key_type
     if encoding_problem(spec.key_encoding, key_type):
         return None  # an integer key laid out by an interval without an encoding: _check_parent says why
     return Grid(spec.interval, space_for(key_type, spec.timezone, spec.key_encoding)), key_type

@@ -150,6 +150,7 @@ class WidthGrid:
     width: int
     origin: int
     space: IdSpace
+    step: int = 1  # the sequence's increment: its next two values must both have a partition
 
     @property
     def mark(self) -> int:
@@ -200,6 +201,7 @@ class WidthGrid:
             last = self.floor(mark) + (premake.amount + 1) * self.width
         else:
             last = max(self.ceil(mark + premake.amount), self.floor(mark) + self.width)
+        last = max(last, self.floor(mark + self.step) + self.width)  # an increment wider than premake reaches
         return Bounds(first, last)
 
     def cutoff(self, retention: Optional[Reach]) -> Optional[int]:
