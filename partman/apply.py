@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Callable, Iterable, Optional
 
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, sql
 
 from . import audit, batches, catalog, conformance, ddl, moves, planner, pool, retention, retire, statistics
 from .console import plural
@@ -156,14 +156,13 @@ def _apply_table(
     finish an interrupted run, decide on the catalog as it is, then creates that need no drop, each detach or
     drop, and the creates that needed them. Each partition is either done or untouched at any exit."""
     done: list[Action] = _Done(spec.table, on_done)
-    name = str(spec.table)
     space = space_for(shown.key_type, spec.timezone, spec.key_encoding) if shown.key_type else None
     try:
         with session_lock(conn, spec.table, ladder):
-            view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+            view = _look(conn, ladder, spec, ctx)
             if view.pending and space is not None:
                 done.extend(retire.recover(conn, spec.table, ctx, ladder, space, concurrent=view.default is None))
-                view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+                view = _look(conn, ladder, spec, ctx)
             todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder)
             try:
                 _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
@@ -172,7 +171,7 @@ def _apply_table(
                 # under the lock, and carry on with fresh names (a saved plan is exact: it is stale).
                 if exact:
                     raise StalePlan(f"{spec.table}: {first_line(exc)} (made since the plan was); run plan again") from None
-                view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+                view = _look(conn, ladder, spec, ctx)
                 todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder, reread=True)
                 _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
@@ -204,8 +203,11 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
     # table its runway.
     dependent = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
     independent = [c for c in creates if c not in dependent]
-    with_retries(conn, ladder, f"{spec.table}: future-data check", lambda: retire.check_empty(conn, leaving))
-    beside = None if todo.create_parent else with_retries(conn, ladder, str(spec.table), lambda: moves.to_mind(conn, view.default))
+    # A step with nothing to ask costs no transaction: no drops to check, no default partition to mind.
+    if leaving:
+        with_retries(conn, ladder, f"{spec.table}: future-data check", lambda: retire.check_empty(conn, leaving))
+    beside = None if todo.create_parent or view.default is None else with_retries(
+        conn, ladder, str(spec.table), lambda: moves.to_mind(conn, view.default))
     allowed = spec.move_default_rows or move_default_rows
     if beside is not None:
         moves.clear_checks(conn, beside[0], ladder)
@@ -218,8 +220,9 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         retire.reattach(conn, spec.table, action, ctx, ladder, space)
         done.append(action)
     concurrent = view.default is None
-    retention.retire_all(conn, spec.table, sorted([a for a in leaving if retention.is_retention(a)], key=_order),
-                         ctx, ladder, space, done, concurrent=concurrent)
+    retiring = sorted([a for a in leaving if retention.is_retention(a)], key=_order)
+    if retiring:
+        retention.retire_all(conn, spec.table, retiring, ctx, ladder, space, done, concurrent=concurrent)
     for action in sorted([a for a in leaving if not retention.is_retention(a)], key=_order):
         retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=concurrent)
         done.append(action)
@@ -255,9 +258,9 @@ def _order(a: Action) -> tuple:
     return (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start)
 
 
-def _look(conn: Connection, spec: TableSpec, ctx: audit.Context) -> catalog.LockView:
-    conn.execute(_PIN)
-    return catalog.under_lock(conn, spec.table, ctx.schema)
+def _look(conn: Connection, ladder: Ladder, spec: TableSpec, ctx: audit.Context) -> catalog.LockView:
+    return with_retries(conn, ladder, str(spec.table), lambda: catalog.under_lock(conn, spec.table, ctx.schema),
+                        settings=_PIN)
 
 
 def _decide(
@@ -274,8 +277,8 @@ def _decide(
     return _under_lock(shown, spec, snap, plan, exact, protected, reread)
 
 
-# What is read and written under the lock never depends on the session's settings.
-_PIN = "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true)"
+# What is read and written under the lock never depends on the session's settings (set with the lock_timeout).
+_PIN = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"))
 
 
 def _signature(a: Action) -> tuple:
@@ -341,6 +344,9 @@ def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Contex
     return filled
 
 
+_LOCAL = sql.SQL("SET LOCAL default_tablespace = ''")  # what ddl.create_partition sets for its transaction
+
+
 def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action],
             space: KeySpace, made, *, first: bool) -> None:
     """Creates in one transaction and one pipeline: the statements run one after another, but the client
@@ -349,8 +355,13 @@ def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context
         if first and tp.create_parent:
             conn.execute(ddl.create_parent(spec))
             audit.record_parent(conn, ctx, spec.table)
+        local: list = []  # a SET LOCAL holds for the whole transaction: sent once, not once per partition
         for action in creates:
             for statement in ddl.create_partition(spec.table, action.partition, action.bounds, made):
+                if statement == _LOCAL:
+                    if local:
+                        continue
+                    local.append(statement)
                 conn.execute(statement)
             conformance.after_attach(conn, action.partition, made)
         audit.record_all(conn, ctx, spec.table, creates, space)
