@@ -159,10 +159,10 @@ def _apply_table(
     space = space_for(shown.key_type, spec.timezone, spec.key_encoding) if shown.key_type else None
     try:
         with session_lock(conn, spec.table, ladder):
-            view = _look(conn, ladder, spec, ctx)
+            view = _look(conn, ladder, spec, ctx, shown)
             if view.pending and space is not None:
                 done.extend(retire.recover(conn, spec.table, ctx, ladder, space, concurrent=view.default is None))
-                view = _look(conn, ladder, spec, ctx)
+                view = _look(conn, ladder, spec, ctx, shown)
             todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder)
             try:
                 _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
@@ -171,7 +171,7 @@ def _apply_table(
                 # under the lock, and carry on with fresh names (a saved plan is exact: it is stale).
                 if exact:
                     raise StalePlan(f"{spec.table}: {first_line(exc)} (made since the plan was); run plan again") from None
-                view = _look(conn, ladder, spec, ctx)
+                view = _look(conn, ladder, spec, ctx, shown)
                 todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder, reread=True)
                 _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
@@ -213,9 +213,13 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         moves.clear_checks(conn, beside[0], ladder)
         with_retries(conn, ladder, str(spec.table), lambda: moves.refuse_unless_allowed(
             conn, beside[0], spec.partition_key, creates, allowed))
-    made = with_retries(conn, ladder, str(spec.table), lambda: conformance.making_for(conn, spec, todo.create_parent)
-                        ) if creates else None
-    filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, done, made, first=True)
+    made = None
+    if creates and view.making is not None:
+        made = conformance.making_from(spec, todo.create_parent, view.making)
+    elif creates:
+        made = with_retries(conn, ladder, str(spec.table), lambda: conformance.making_for(conn, spec, todo.create_parent))
+    filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, done, made, view.batch,
+                      first=True)
     for action in sorted(returning, key=_order):
         retire.reattach(conn, spec.table, action, ctx, ladder, space)
         done.append(action)
@@ -227,7 +231,8 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
         retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=concurrent)
         done.append(action)
     if dependent:
-        filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, made, first=False)
+        filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, made, view.batch,
+                           first=False)
     for partition in filled:
         moves.analyze(conn, partition, ladder)
     if converting and not todo.converting:  # proving foreign keys an earlier swap re-pointed: after the rest,
@@ -258,9 +263,11 @@ def _order(a: Action) -> tuple:
     return (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start)
 
 
-def _look(conn: Connection, ladder: Ladder, spec: TableSpec, ctx: audit.Context) -> catalog.LockView:
-    return with_retries(conn, ladder, str(spec.table), lambda: catalog.under_lock(conn, spec.table, ctx.schema),
-                        settings=_PIN)
+def _look(conn: Connection, ladder: Ladder, spec: TableSpec, ctx: audit.Context, shown: TablePlan) -> catalog.LockView:
+    """The one question asked under the lock; for a plan with creates, it asks what making them needs too."""
+    creating = spec if any(a.kind is ActionKind.CREATE for a in shown.actions) else None
+    return with_retries(conn, ladder, str(spec.table),
+                        lambda: catalog.under_lock(conn, spec.table, ctx.schema, creating), settings=_PIN)
 
 
 def _decide(
@@ -320,12 +327,13 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
 
 
 def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action], space: KeySpace,
-             ladder: Ladder, beside, allowed: bool, done: list[Action], made, *, first: bool) -> list[TableRef]:
+             ladder: Ladder, beside, allowed: bool, done: list[Action], made, batch: Optional[int], *,
+             first: bool) -> list[TableRef]:
     """Creates in batches of a bounded size, one transaction each, or one at a time beside a default partition
     (moving its rows in their range when allowed); returns the partitions that received rows."""
     ordered = sorted(creates, key=_order)
     if beside is None:
-        size = batches.size(conn, spec.table)
+        size = batch or batches.size(conn, spec.table)
         parts = [ordered[i:i + size] for i in range(0, len(ordered), size)] or [[]]
         for n, part in enumerate(parts):
             with_retries(conn, ladder, str(spec.table),

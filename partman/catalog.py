@@ -191,6 +191,11 @@ SELECT d.digest,
 """
 
 
+# With creates to make, the same statement asks what making them needs: how (conformance.MAKING) and how many to a
+# transaction (batches.SIZE); one round trip and one plan instead of four.
+_UNDER_LOCK_CREATING = "SELECT u.*, m.*, b.* FROM ({under}) AS u, ({making}) AS m, ({size}) AS b"
+
+
 @dataclass(frozen=True)
 class LockView:
     """What apply asks, in one question, once it holds a table's lock."""
@@ -198,16 +203,30 @@ class LockView:
     digest: Optional[str]  # the structure digest, as snapshot(digests=True) computes it
     pending: bool  # an interrupted run left an intent in partition_log
     default: Optional[tuple[TableRef, int]]  # the default partition and its size in bytes
+    making: Optional[tuple] = None  # asked for creates: conformance.MAKING's row (see conformance.making_from)
+    batch: Optional[int] = None  # asked for creates: how many partitions one transaction creates (batches.size)
 
 
-def under_lock(conn: Connection, table: TableRef, state_schema: str = "public") -> LockView:
-    """The caller's transaction has the state tables and has set TimeZone UTC (see _SESSION)."""
+def under_lock(conn: Connection, table: TableRef, state_schema: str = "public", spec: Optional[TableSpec] = None
+               ) -> LockView:
+    """The caller's transaction has the state tables and has set TimeZone UTC (see _SESSION). With spec (a table
+    with creates), what making its partitions needs is asked in the same statement."""
+    from . import batches
+
     query = sql.SQL(_UNDER_LOCK).format(
         log=sql.Identifier(state_schema, "partition_log"), digest=_digest_query(state_schema, True, True)
     )
     params = {"schemas": [table.schema], "names": [table.name], "s": table.schema, "n": table.name}
-    digest_, pending, dschema, dname, dsize = conn.execute(query, params).fetchone()
-    return LockView(digest_, pending, (TableRef(dschema, dname), dsize) if dname else None)
+    if spec is not None:
+        query = sql.SQL(_UNDER_LOCK_CREATING).format(under=query, making=sql.SQL(conformance.MAKING),
+                                                     size=sql.SQL(batches.SIZE))
+        params.update(conformance.making_params(spec))
+    digest_, pending, dschema, dname, dsize, *rest = conn.execute(query, params).fetchone()
+    default = (TableRef(dschema, dname), dsize) if dname else None
+    if spec is None:
+        return LockView(digest_, pending, default)
+    *making, slots, indexes = rest
+    return LockView(digest_, pending, default, tuple(making), batches.size_of(slots, indexes))
 
 # Every relation (tables, views, sequences, indexes, composite types) and every type of the schema whose name
 # starts like a generated name: CREATE TABLE needs its name free among both. Generated names always begin with
