@@ -362,7 +362,6 @@ def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context
     with conn.pipeline():
         if first and tp.create_parent:
             conn.execute(ddl.create_parent(spec))
-            audit.record_parent(conn, ctx, spec.table)
         local: list = []  # a SET LOCAL holds for the whole transaction: sent once, not once per partition
         for action in creates:
             for statement in ddl.create_partition(spec.table, action.partition, action.bounds, made):
@@ -372,7 +371,7 @@ def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context
                     local.append(statement)
                 conn.execute(statement)
             conformance.after_attach(conn, action.partition, made)
-        audit.record_all(conn, ctx, spec.table, creates, space)
-        if first and tp.config is not None:
-            audit.write_config(conn, ctx, spec.table, tp.config)
+        # The log, the parent's creation and the config row: one statement, in this transaction.
+        audit.record_made(conn, ctx, spec.table, creates, space, created_parent=first and tp.create_parent,
+                          config=tp.config if first else None)
 
