@@ -107,9 +107,15 @@ def apply_plan(
             extra.append(connect())
         except PartmanError:  # the server has no more connections to give (too many clients): fewer workers
             break
+    # psycopg prepares nothing on these connections: its DEALLOCATE ALL after each ALTER would also drop the
+    # statement the lock's question is prepared as (catalog._ask), which is planned once per connection.
+    threshold, conn.prepare_threshold = conn.prepare_threshold, None
+    for c in extra:
+        c.prepare_threshold = None
     try:
         return pool.run(plan.tables, one, [conn, *extra], on_table)
     finally:
+        conn.prepare_threshold = threshold
         for c in extra:
             c.close()
 
@@ -284,8 +290,9 @@ def _decide(
     return _under_lock(shown, spec, snap, plan, exact, protected, reread)
 
 
-# What is read and written under the lock never depends on the session's settings (set with the lock_timeout).
-_PIN = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"))
+# What is read and written under the lock never depends on the session's settings (set with the lock_timeout); the
+# question asked under it is planned once per connection (catalog._ask).
+_PIN = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("plan_cache_mode", "force_generic_plan"))
 
 
 def _signature(a: Action) -> tuple:
