@@ -104,9 +104,10 @@ def main() -> None:
         for column, label_ in (("serial", "partman apply -j 1"), ("parallel", f"partman apply -j {args.parallelism}")):
             ours = statistics.median(times[column])
             # Each run pairs them back to back; the machine's speed drifts between runs more than within a run.
-            paired = statistics.median(p / r for p, r in zip(times[column], times["raw"]))
+            ratios = [p / r for p, r in zip(times[column], times["raw"])]
+            paired = statistics.median(ratios)
             print(f"  {label_:<26} {ours:6.2f} s   runs: {', '.join(f'{t:.2f}' for t in times[column])}"
-                  f"   {ours / raw:.2f}x raw (paired {paired:.2f}x; goal <= 1.0x)")
+                  f"   {ours / raw:.2f}x raw (paired {paired:.2f}x, {min(ratios):.2f}-{max(ratios):.2f}; goal <= 1.0x)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Callable, Iterable, Optional
 
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, sql
 
 from . import audit, batches, catalog, conformance, ddl, moves, planner, pool, retention, retire, statistics
 from .console import plural
@@ -107,9 +107,15 @@ def apply_plan(
             extra.append(connect())
         except PartmanError:  # the server has no more connections to give (too many clients): fewer workers
             break
+    # psycopg prepares nothing on these connections: its DEALLOCATE ALL after each ALTER would also drop the
+    # statement the lock's question is prepared as (catalog._ask), which is planned once per connection.
+    threshold, conn.prepare_threshold = conn.prepare_threshold, None
+    for c in extra:
+        c.prepare_threshold = None
     try:
         return pool.run(plan.tables, one, [conn, *extra], on_table)
     finally:
+        conn.prepare_threshold = threshold
         for c in extra:
             c.close()
 
@@ -156,14 +162,13 @@ def _apply_table(
     finish an interrupted run, decide on the catalog as it is, then creates that need no drop, each detach or
     drop, and the creates that needed them. Each partition is either done or untouched at any exit."""
     done: list[Action] = _Done(spec.table, on_done)
-    name = str(spec.table)
     space = space_for(shown.key_type, spec.timezone, spec.key_encoding) if shown.key_type else None
     try:
         with session_lock(conn, spec.table, ladder):
-            view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+            view = _look(conn, ladder, spec, ctx, shown)
             if view.pending and space is not None:
                 done.extend(retire.recover(conn, spec.table, ctx, ladder, space, concurrent=view.default is None))
-                view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+                view = _look(conn, ladder, spec, ctx, shown)
             todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder)
             try:
                 _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
@@ -172,7 +177,7 @@ def _apply_table(
                 # under the lock, and carry on with fresh names (a saved plan is exact: it is stale).
                 if exact:
                     raise StalePlan(f"{spec.table}: {first_line(exc)} (made since the plan was); run plan again") from None
-                view = with_retries(conn, ladder, name, lambda: _look(conn, spec, ctx))
+                view = _look(conn, ladder, spec, ctx, shown)
                 todo = _decide(conn, shown, spec, plan, ctx, exact, protected, view, ladder, reread=True)
                 _carry_out(conn, todo, spec, ctx, ladder, view, move_default_rows, done)
     except (Blocked, StalePlan, LockBusy, PartmanError) as exc:
@@ -204,27 +209,36 @@ def _carry_out(conn: Connection, todo: TablePlan, spec: TableSpec, ctx: audit.Co
     # table its runway.
     dependent = [c for c in creates if any(c.bounds.overlaps(a.bounds) for a in leaving if a.attached)]
     independent = [c for c in creates if c not in dependent]
-    with_retries(conn, ladder, f"{spec.table}: future-data check", lambda: retire.check_empty(conn, leaving))
-    beside = None if todo.create_parent else with_retries(conn, ladder, str(spec.table), lambda: moves.to_mind(conn, view.default))
+    # A step with nothing to ask costs no transaction: no drops to check, no default partition to mind.
+    if leaving:
+        with_retries(conn, ladder, f"{spec.table}: future-data check", lambda: retire.check_empty(conn, leaving))
+    beside = None if todo.create_parent or view.default is None else with_retries(
+        conn, ladder, str(spec.table), lambda: moves.to_mind(conn, view.default))
     allowed = spec.move_default_rows or move_default_rows
     if beside is not None:
         moves.clear_checks(conn, beside[0], ladder)
         with_retries(conn, ladder, str(spec.table), lambda: moves.refuse_unless_allowed(
             conn, beside[0], spec.partition_key, creates, allowed))
-    made = with_retries(conn, ladder, str(spec.table), lambda: conformance.making_for(conn, spec, todo.create_parent)
-                        ) if creates else None
-    filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, done, made, first=True)
+    made = None
+    if creates and view.making is not None:
+        made = conformance.making_from(spec, todo.create_parent, view.making)
+    elif creates:
+        made = with_retries(conn, ladder, str(spec.table), lambda: conformance.making_for(conn, spec, todo.create_parent))
+    filled = _creates(conn, todo, spec, ctx, independent, space, ladder, beside, allowed, done, made, view.batch,
+                      first=True)
     for action in sorted(returning, key=_order):
         retire.reattach(conn, spec.table, action, ctx, ladder, space)
         done.append(action)
     concurrent = view.default is None
-    retention.retire_all(conn, spec.table, sorted([a for a in leaving if retention.is_retention(a)], key=_order),
-                         ctx, ladder, space, done, concurrent=concurrent)
+    retiring = sorted([a for a in leaving if retention.is_retention(a)], key=_order)
+    if retiring:
+        retention.retire_all(conn, spec.table, retiring, ctx, ladder, space, done, concurrent=concurrent)
     for action in sorted([a for a in leaving if not retention.is_retention(a)], key=_order):
         retire.retire(conn, spec.table, action, ctx, ladder, space, concurrent=concurrent)
         done.append(action)
     if dependent:
-        filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, made, first=False)
+        filled += _creates(conn, todo, spec, ctx, dependent, space, ladder, beside, allowed, done, made, view.batch,
+                           first=False)
     for partition in filled:
         moves.analyze(conn, partition, ladder)
     if converting and not todo.converting:  # proving foreign keys an earlier swap re-pointed: after the rest,
@@ -255,9 +269,11 @@ def _order(a: Action) -> tuple:
     return (APPLY_ORDER[a.kind], a.bounds.start is not None, a.bounds.start)
 
 
-def _look(conn: Connection, spec: TableSpec, ctx: audit.Context) -> catalog.LockView:
-    conn.execute(_PIN)
-    return catalog.under_lock(conn, spec.table, ctx.schema)
+def _look(conn: Connection, ladder: Ladder, spec: TableSpec, ctx: audit.Context, shown: TablePlan) -> catalog.LockView:
+    """The one question asked under the lock; for a plan with creates, it asks what making them needs too."""
+    creating = spec if any(a.kind is ActionKind.CREATE for a in shown.actions) else None
+    return with_retries(conn, ladder, str(spec.table),
+                        lambda: catalog.under_lock(conn, spec.table, ctx.schema, creating), settings=_PIN)
 
 
 def _decide(
@@ -274,8 +290,9 @@ def _decide(
     return _under_lock(shown, spec, snap, plan, exact, protected, reread)
 
 
-# What is read and written under the lock never depends on the session's settings.
-_PIN = "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true)"
+# What is read and written under the lock never depends on the session's settings (set with the lock_timeout); the
+# question asked under it is planned once per connection (catalog._ask).
+_PIN = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("plan_cache_mode", "force_generic_plan"))
 
 
 def _signature(a: Action) -> tuple:
@@ -317,12 +334,13 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
 
 
 def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action], space: KeySpace,
-             ladder: Ladder, beside, allowed: bool, done: list[Action], made, *, first: bool) -> list[TableRef]:
+             ladder: Ladder, beside, allowed: bool, done: list[Action], made, batch: Optional[int], *,
+             first: bool) -> list[TableRef]:
     """Creates in batches of a bounded size, one transaction each, or one at a time beside a default partition
     (moving its rows in their range when allowed); returns the partitions that received rows."""
     ordered = sorted(creates, key=_order)
     if beside is None:
-        size = batches.size(conn, spec.table)
+        size = batch or batches.size(conn, spec.table)
         parts = [ordered[i:i + size] for i in range(0, len(ordered), size)] or [[]]
         for n, part in enumerate(parts):
             with_retries(conn, ladder, str(spec.table),
@@ -341,6 +359,9 @@ def _creates(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Contex
     return filled
 
 
+_LOCAL = sql.SQL("SET LOCAL default_tablespace = ''")  # what ddl.create_partition sets for its transaction
+
+
 def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context, creates: list[Action],
             space: KeySpace, made, *, first: bool) -> None:
     """Creates in one transaction and one pipeline: the statements run one after another, but the client
@@ -348,12 +369,16 @@ def _create(conn: Connection, tp: TablePlan, spec: TableSpec, ctx: audit.Context
     with conn.pipeline():
         if first and tp.create_parent:
             conn.execute(ddl.create_parent(spec))
-            audit.record_parent(conn, ctx, spec.table)
+        local: list = []  # a SET LOCAL holds for the whole transaction: sent once, not once per partition
         for action in creates:
             for statement in ddl.create_partition(spec.table, action.partition, action.bounds, made):
+                if statement == _LOCAL:
+                    if local:
+                        continue
+                    local.append(statement)
                 conn.execute(statement)
             conformance.after_attach(conn, action.partition, made)
-        audit.record_all(conn, ctx, spec.table, creates, space)
-        if first and tp.config is not None:
-            audit.write_config(conn, ctx, spec.table, tp.config)
+        # The log, the parent's creation and the config row: one statement, in this transaction.
+        audit.record_made(conn, ctx, spec.table, creates, space, created_parent=first and tp.create_parent,
+                          config=tp.config if first else None)
 

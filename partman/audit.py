@@ -117,8 +117,12 @@ _MAKERS = {ActionKind.CREATE: "partman", ActionKind.ADOPT: "adopted", ActionKind
 
 def record_all(conn: Connection, ctx: Context, parent: TableRef, actions: list[Action], space: KeySpace) -> None:
     """Write a table's actions to partition_log and partition_audit_log in the caller's transaction: a few
-    set-based statements however many actions, in apply order (adoptions, detaches, drops, then creates)."""
+    set-based statements however many actions, in apply order (adoptions, detaches, drops, then creates); one
+    statement when every action makes a partition (creates, adoptions, conversions: record_made)."""
     if not actions:
+        return
+    if all(a.kind in _MAKERS for a in actions):
+        record_made(conn, ctx, parent, actions, space)
         return
     log = sql.Identifier(ctx.schema, "partition_log")
     bounds = [(space.to_log(a.bounds.start), space.to_log(a.bounds.end)) for a in actions]
@@ -179,44 +183,77 @@ def _record_made(conn: Connection, ctx: Context, log: sql.Identifier, owner: tup
     )
 
 
+# record_made's pieces, each a data-modifying CTE of one statement (named parameters: record_made).
+# A live row for a range whose partition is gone (dropped by hand) is closed first, not left to clash.
+_CLOSE = (
+    "closed AS (UPDATE {log} l SET dropped_at = %(now)s FROM unnest(%(s)s::timestamptz[], %(e)s::timestamptz[]) AS r(s, e)"
+    " WHERE l.parent_schema = %(ps)s AND l.parent_name = %(pn)s AND l.range_start = " + _START + " AND l.dropped_at IS NULL"
+    " RETURNING 1)"
+)
+# The CTEs of one statement run in no set order: the count of closed rows makes the close run before any insert,
+# so the range a closed row held is free in the live-range index (a row updated by this transaction clashes with
+# nothing there).
+_OPEN = (
+    "opened AS (INSERT INTO {log} (parent_schema, parent_name, partition_schema, partition_name, range_start, range_end,"
+    " created_at, created_by) SELECT %(ps)s, %(pn)s, r.sch, r.nam, " + _START + ", " + _END + ", %(now)s, r.who"
+    " FROM unnest(%(sch)s::text[], %(nam)s::text[], %(s)s::timestamptz[], %(e)s::timestamptz[], %(who)s::text[])"
+    " AS r(sch, nam, s, e, who) WHERE (SELECT count(*) FROM closed) >= 0)"
+)
+_UPSERT = (
+    "configured AS (INSERT INTO {config} AS c (parent_schema, parent_name, interval_months, premake, retention, retention_grace,"
+    " timezone, updated_at, updated_by) VALUES (%(ps)s, %(pn)s, %(months)s, %(premake)s::interval, %(retention)s::interval,"
+    " %(grace)s::interval, %(zone)s, now(), 'partman')"
+    " ON CONFLICT (parent_schema, parent_name) DO UPDATE SET interval_months = EXCLUDED.interval_months,"
+    " premake = EXCLUDED.premake, retention = EXCLUDED.retention, retention_grace = EXCLUDED.retention_grace,"
+    " timezone = EXCLUDED.timezone, updated_at = now(), updated_by = 'partman')"
+)
+_AUDIT_ROWS = (
+    "INSERT INTO {audit} (action, partition_name, partition_schema, start_date, end_date, table_name, reason,"
+    " environment, plan_id, partman_version, rows_estimate)"
+    " SELECT r.act, r.nam, r.sch, r.s, r.e, %(table)s, r.why, %(env)s, %(plan)s, %(version)s, r.n"
+    " FROM unnest(%(acts)s::text[], %(anams)s::text[], %(aschs)s::text[], %(astarts)s::timestamptz[], %(aends)s::timestamptz[],"
+    " %(whys)s::text[], %(rows)s::bigint[]) WITH ORDINALITY AS r(act, nam, sch, s, e, why, n, i) ORDER BY r.i"
+)
+
+
+def record_made(conn: Connection, ctx: Context, parent: TableRef, actions: list[Action], space: Optional[KeySpace],
+                *, created_parent: bool = False, config: Optional[ConfigRow] = None) -> None:
+    """Live log rows for created, adopted and converted partitions and their audit rows, in the caller's transaction
+    and in one statement; with created_parent and config (a table's first create batch), the parent's creation and
+    its partition_config row (write_config) go in the same statement. Audit rows in that order: parent, actions, config."""
+    bounds = [(space.to_log(a.bounds.start), space.to_log(a.bounds.end)) for a in actions] if actions else []
+    audited = [(a.kind.value, a.partition, s, e, a.reason.value, a.rows) for a, (s, e) in zip(actions, bounds)]
+    if created_parent:
+        audited.insert(0, ("create_table", parent, None, None, "spec", None))
+    if config is not None:
+        audited.append(("config", parent, None, None, "spec", None))
+    if not audited:
+        return
+    params: dict = {
+        "now": ctx.now, "ps": parent.schema, "pn": parent.name, "table": str(parent), "env": ctx.env, "plan": ctx.plan_id,
+        "version": __version__, "acts": [r[0] for r in audited], "anams": [r[1].name for r in audited],
+        "aschs": [r[1].schema for r in audited], "astarts": [r[2] for r in audited], "aends": [r[3] for r in audited],
+        "whys": [r[4] for r in audited], "rows": [r[5] for r in audited],  # the estimate, else the count observe took
+    }
+    ctes = []
+    if actions:
+        ctes += [_CLOSE, _OPEN]
+        params.update(s=[s for s, _ in bounds], e=[e for _, e in bounds], sch=[a.partition.schema for a in actions],
+                      nam=[a.partition.name for a in actions], who=[_MAKERS[a.kind] for a in actions])
+    if config is not None:
+        ctes.append(_UPSERT)
+        row = config.to_dict()
+        params.update(months=row["interval_months"], premake=row["premake"], retention=row["retention"],
+                      grace=row["retention_grace"], zone=row["timezone"])
+    names = {"log": sql.Identifier(ctx.schema, "partition_log"), "config": sql.Identifier(ctx.schema, "partition_config"),
+             "audit": sql.Identifier(ctx.schema, "partition_audit_log")}
+    head = sql.SQL("WITH {} ").format(sql.SQL(", ").join(sql.SQL(c).format(**names) for c in ctes)) if ctes else sql.SQL("")
+    conn.execute(head + sql.SQL(_AUDIT_ROWS).format(**names), params)
+
+
 def write_config(conn: Connection, ctx: Context, parent: TableRef, config: ConfigRow) -> None:
     """Upsert the table's partition_config row, so manage_partitions() follows the spec between deploys."""
-    row = config.to_dict()
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {} AS c (parent_schema, parent_name, interval_months, premake, retention, retention_grace,"
-            " timezone, updated_at, updated_by) VALUES (%s, %s, %s, %s::interval, %s::interval, %s::interval, %s, now(), 'partman')"
-            " ON CONFLICT (parent_schema, parent_name) DO UPDATE SET interval_months = EXCLUDED.interval_months,"
-            " premake = EXCLUDED.premake, retention = EXCLUDED.retention, retention_grace = EXCLUDED.retention_grace,"
-            " timezone = EXCLUDED.timezone, updated_at = now(), updated_by = 'partman'"
-        ).format(sql.Identifier(ctx.schema, "partition_config")),
-        (parent.schema, parent.name, row["interval_months"], row["premake"], row["retention"], row["retention_grace"], row["timezone"]),
-    )
-    _audit(conn, ctx, parent, "config", parent, None, None, "spec", None)
-
-
-def record_parent(conn: Connection, ctx: Context, parent: TableRef) -> None:
-    _audit(conn, ctx, parent, "create_table", parent, None, None, "spec", None)
-
-
-def _audit(
-    conn: Connection,
-    ctx: Context,
-    parent: TableRef,
-    action: str,
-    partition: TableRef,
-    start: Optional[datetime],
-    end: Optional[datetime],
-    reason: str,
-    rows: Optional[int],
-) -> None:
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {} (action, partition_name, partition_schema, start_date, end_date, table_name, reason,"
-            " environment, plan_id, partman_version, rows_estimate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(sql.Identifier(ctx.schema, "partition_audit_log")),
-        (action, partition.name, partition.schema, start, end, str(parent), reason, ctx.env, ctx.plan_id, __version__, rows),
-    )
+    record_made(conn, ctx, parent, [], None, config=config)
 
 
 def intend(conn: Connection, ctx: Context, parent: TableRef, space: KeySpace, ranges: list, intent: str) -> None:

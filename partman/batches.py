@@ -15,11 +15,12 @@ from .model import TableRef
 SHARE_OF_LOCK_TABLE = 4  # a batch takes at most 1/4 of the shared lock table, leaving the rest to the application
 MAX_BATCH = 500  # beyond this, a batch's single commit gains nothing and its rollback on a timeout costs more
 
-_SETTINGS = """
+# The lock table's slots and the parent's indexes (%(s)s.%(n)s): asked alone (size) or inside catalog.under_lock.
+SIZE = """
 SELECT current_setting('max_locks_per_transaction')::int
        * (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int),
        (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = %s AND c.relname = %s)
+         WHERE n.nspname = %(s)s AND c.relname = %(n)s)
 """
 
 
@@ -30,5 +31,9 @@ def locks_per_partition(indexes: int) -> int:
 
 
 def size(conn: Connection, parent: TableRef) -> int:
-    slots, indexes = conn.execute(_SETTINGS, (parent.schema, parent.name)).fetchone()
+    return size_of(*conn.execute(SIZE, {"s": parent.schema, "n": parent.name}).fetchone())
+
+
+def size_of(slots: int, indexes: int) -> int:
+    """Creates per transaction, from SIZE's answer."""
     return max(1, min(MAX_BATCH, slots // SHARE_OF_LOCK_TABLE // locks_per_partition(indexes)))

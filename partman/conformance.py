@@ -427,13 +427,6 @@ def read(cur: Cursor, wanted: Iterable[tuple[int, Wanted]], partitions: bool = T
     return shapes
 
 
-def parent_shape(conn: Connection, spec) -> Optional[Shape]:
-    """The parent's shape as it is now (apply, under the table's lock, right before it creates partitions)."""
-    parent = spec.table
-    oid = conn.execute("SELECT to_regclass(%s)::oid", (sql.Identifier(parent.schema, parent.name).as_string(conn),)).fetchone()[0]
-    return read(conn.cursor(), [(oid, wanted(spec))], partitions=False).parents.get(oid)
-
-
 # What a table the connected role creates in a schema starts with: its default privileges (ALTER DEFAULT PRIVILEGES
 # FOR ROLE it, globally: instead of the built-in ones; IN SCHEMA: added to them), its own entries under OWNER.
 _STARTING = """
@@ -444,7 +437,7 @@ SELECT u.rolname, coalesce(json_agg(json_build_array('', CASE WHEN a.grantee = 0
        LATERAL aclexplode(coalesce((SELECT d.defaclacl FROM pg_default_acl d WHERE d.defaclrole = u.oid
                                        AND d.defaclnamespace = 0 AND d.defaclobjtype = 'r'), acldefault('r', u.oid))
                           || coalesce((SELECT d.defaclacl FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
-                                        WHERE d.defaclrole = u.oid AND n.nspname = %s AND d.defaclobjtype = 'r'), '{}'))
+                                        WHERE d.defaclrole = u.oid AND n.nspname = %(schema)s AND d.defaclobjtype = 'r'), '{}'))
                WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
  WHERE u.rolname = current_user
  GROUP BY u.rolname
@@ -462,12 +455,33 @@ def identity_index_of(conn: Connection, partition: TableRef, parent_index: int) 
     return row[0] if row else None
 
 
+# The parent's shape found by its name (no row when there is no such relation), so that one statement asks it.
+_PARENT_SHAPE_OF = _PARENT_SHAPES.replace(
+    "unnest(%(parents)s::oid[],", "unnest(ARRAY[to_regclass(format('%%I.%%I', %(parent_schema)s::text, %(parent_name)s::text))::oid],", 1)
+assert _PARENT_SHAPE_OF != _PARENT_SHAPES
+# What making_for asks, in one statement and one row: the creator and what a table it creates starts with, then the
+# parent's shape (NULLs when there is no parent). Its parameters: making_params.
+MAKING = f"SELECT st.*, sh.* FROM ({_STARTING}) AS st LEFT JOIN ({_PARENT_SHAPE_OF}) AS sh ON true"
+
+
+def making_params(spec) -> dict[str, Any]:
+    w = wanted(spec)
+    return {"schema": spec.table.schema, "parent_schema": spec.table.schema, "parent_name": spec.table.name,
+            "tablespaces": [w.tablespace], "unlogged": [w.unlogged],
+            "options": [",".join(f"{k}={v}" for k, v in w.options) if w.options else None]}
+
+
 def making_for(conn: Connection, spec, new_parent: bool) -> Making:
     """How apply makes this table's new partitions, from the parent as it is under the table's lock (a parent this
     apply creates has only the spec's additions, and whatever the creator's default privileges give it)."""
-    creator, starting = conn.execute(_STARTING, (spec.table.schema,)).fetchone()
+    return making_from(spec, new_parent, conn.execute(MAKING, making_params(spec)).fetchone())
+
+
+def making_from(spec, new_parent: bool, row: tuple) -> Making:
+    """making_for, from the row MAKING answered (alone, or inside another statement: catalog.under_lock)."""
+    creator, starting, _, oid, *shape = row
     starting = as_grants(starting)
-    parent = None if new_parent else parent_shape(conn, spec)
+    parent = None if new_parent or oid is None else _shape(tuple(shape))
     if parent is None:
         space = wanted(spec).tablespace
         parent = Shape(owner=creator, grants=starting, wanted_tablespace=space if space != "pg_default" else None)

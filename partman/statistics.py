@@ -51,13 +51,12 @@ def analyze(conn: Connection, parent: TableRef, ladder: Ladder) -> Optional[str]
     only = sql.SQL("ONLY ") if conn.info.server_version >= 180000 else sql.SQL("")
 
     def work() -> None:
-        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{BUDGET_MS}ms",))
         conn.execute(sql.SQL("ANALYZE {}{}").format(only, sql.Identifier(parent.schema, parent.name)))
 
     from .errors import LockBusy
 
     try:
-        with_retries(conn, ladder, f"{parent}: analyze", work)
+        with_retries(conn, ladder, f"{parent}: analyze", work, settings=(("statement_timeout", f"{BUDGET_MS}ms"),))
     except psycopg.errors.QueryCanceled:
         return f"ANALYZE took longer than {BUDGET_MS // 1000} s"
     except LockBusy as exc:
