@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from _compiled import byte_compile
 from _servers import servers
 
 NOW = "2027-01-15T00:00:00+00:00"  # with premake 11 months: January to December, 12 partitions a table
@@ -81,6 +82,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--parallelism", type=int, default=4, help="the parallel column's --parallelism")
     args = ap.parse_args()
+    byte_compile()
     for label, cluster in servers(args.servers):
         psql = str(cluster.bindir / "psql")
         times: dict[str, list[float]] = {"raw": [], "serial": [], "parallel": []}

@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from _compiled import byte_compile
 from _servers import servers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--tables", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    byte_compile()
     if not PARTSMITH.exists():
         sys.exit(f"{PARTSMITH} not found: python3 -m venv .bench-venv && .bench-venv/bin/pip install 'pg-partsmith[cli]'")
     for label, cluster in servers("pg15"):

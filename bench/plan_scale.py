@@ -3,6 +3,7 @@
 Both sides are whole processes (interpreter, imports, connect, read), timed alike, side by side; the
 ratio is partman's whole plan (catalog snapshot, planning, rendering) over reading the partitions' bounds.
 The statement count of partman's snapshot is printed for 3 and for 300 tables: it must not grow.
+partman's modules are byte-compiled first, as an installed package's are (_compiled.py).
 
     .venv/bin/python bench/plan_scale.py [--servers pg18,pg15] [--tables 300] [--partitions 100] [--runs 5]
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from _compiled import byte_compile
 from _servers import servers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +113,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=100)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
+    byte_compile()
     for label, cluster in servers(args.servers):
         url = cluster.url()
         t0 = time.perf_counter()

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from _compiled import byte_compile
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()
+    byte_compile()
     base = median_of([sys.executable, "-c", "import psycopg"], args.runs)
     print(f"python -c 'import psycopg'     {base * 1000:6.0f} ms (median of {args.runs})")
     for name, cmd in (("partman --help", ["--help"]), ("partman validate specs/", ["validate", "specs/"])):

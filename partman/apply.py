@@ -17,6 +17,7 @@ from .errors import Blocked, LockBusy, PartmanError, StalePlan, worst
 from .failures import first_line
 from .lock import Ladder, advisory_lock, session_lock, with_retries
 from .model import TableRef
+from .naming import Taken
 from .plan import APPLY_ORDER, DESTRUCTIVE, Action, ActionKind, Plan, TablePlan
 from .planfile import what_moved
 from .spec import TableSpec
@@ -317,7 +318,7 @@ def _under_lock(shown: TablePlan, spec: TableSpec, snap, plan: Plan, exact: bool
         return shown
     if not reread and state.fingerprint() == shown.observed_fingerprint:
         return shown
-    fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, set(snap.taken_names), busy=snap.busy,
+    fresh = planner.plan_table(spec, state, snap.has_rows, plan.now, Taken(snap.taken_names), busy=snap.busy,
                                survey=snap.surveys.get(spec.table), unproven=snap.unproven.get(spec.table, ()))
     if protected:
         fresh = fresh.without_destructive()

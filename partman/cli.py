@@ -13,6 +13,7 @@ from typing import Annotated, List, Optional
 import typer
 from typer.core import TyperArgument
 
+from . import process
 from .console import OUT
 from .options import (Env, LockBudget, LockTimeout, Now, Project, Schema, Specs, Tables, Url, choice, choices,
                       complete_env, options, project_file, show_version, take_globals)
@@ -298,13 +299,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     # itself is what partman reports.
     logging.getLogger("psycopg").addHandler(logging.NullHandler())
     logging.getLogger("psycopg").propagate = False
+    program = argv is None  # else a caller in the same process (tests), whose interpreter is left as it is
+    if program:
+        process.for_one_command()
     try:
-        sys.exit(_run(take_globals(list(sys.argv[1:] if argv is None else argv))))
+        code = _run(take_globals(list(sys.argv[1:] if argv is None else argv)))
     except BaseException as exc:  # every way out is a documented code and at most one line per error
         if isinstance(exc, SystemExit):
             raise
         from .failures import exit_for  # psycopg, only when there is something to describe
 
-        sys.exit(exit_for(exc, debug=bool(os.environ.get("PARTMAN_DEBUG"))))
+        code = exit_for(exc, debug=bool(os.environ.get("PARTMAN_DEBUG")))
     finally:
         OUT.reset()  # in-process callers (tests) start afresh
+    if program:
+        process.leave(code)
+    sys.exit(code)

@@ -28,13 +28,15 @@ def validate(paths: Sequence[Path], env: Optional[str], project_file: Optional[P
 
 
 def plan(options: Options, fmt: str, out: Optional[Path], detailed_exitcode: bool, timestamps: bool) -> int:
-    from . import planfile, render
+    from . import render
 
     session = Session.open(options)
     session.on_standby("this plan was read from it (replicated state); apply runs on the primary")
     the_plan = session.plan()
     emit(render.render(the_plan, fmt, timestamps=timestamps), color=fmt == "text")
     if out is not None:
+        from . import planfile
+
         planfile.write(planfile.new(the_plan, session.specs, session.target()), out, session.project.path)
         OUT.warn(f"Saved the plan to {out}; apply exactly it with: partman apply {out}")
     table_errors(the_plan)

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
-from .naming import fit
+from .naming import Taken, fit
 from .spec import TableSpec
 from .survey import VIEW_LOCK, Survey
 from .encoded import encoding_problem
@@ -81,7 +81,7 @@ def check_name(table: TableRef) -> str:
     return fit(table.name, CHECK_SUFFIX)
 
 
-def plan(spec: TableSpec, survey: Survey, now, taken: set[TableRef]) -> tuple[Optional[Conversion], list[str]]:
+def plan(spec: TableSpec, survey: Survey, now, taken: Taken) -> tuple[Optional[Conversion], list[str]]:
     """The conversion of spec's table as its survey shows it, or why it cannot be done (one line per object,
     each with its fix). Pure: the survey was read in the plan's snapshot."""
     name = check_name(spec.table)
@@ -187,7 +187,7 @@ def carried_over(survey: Survey, check: str = "") -> tuple[str, ...]:
     return tuple(f"{n} {one if n == 1 else many}" for n, one, many in counts if n)
 
 
-def _free(ref: TableRef, taken: set[TableRef]) -> TableRef:
+def _free(ref: TableRef, taken: Taken) -> TableRef:
     candidate, n = ref, 1
     while candidate in taken:
         n += 1

@@ -12,7 +12,7 @@ from uuid import UUID
 KeyValue = Union[date, datetime, int, UUID]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class TableRef:
     """A relation by schema and name; both are raw identifiers, quoted only when SQL is composed."""
 

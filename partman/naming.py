@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Set
 from datetime import datetime
+from typing import Optional
 
 from .model import Bounds, TableRef
 from .timeline import Grid
@@ -11,7 +13,49 @@ from .timeline import Grid
 MAX_BYTES = 63
 
 
-def partition_name(parent: TableRef, grid: Grid, bounds: Bounds, taken: set[TableRef]) -> TableRef:
+class Names(Set):
+    """Relation names read from the catalog, as one set made on first use. A plan with no create never asks it,
+    and a large database holds tens of thousands of names (every partition's)."""
+
+    def __init__(self, *groups: Iterable[TableRef]) -> None:
+        self._groups: tuple = groups
+        self._set: Optional[frozenset] = None
+
+    @property
+    def _all(self) -> frozenset:
+        if self._set is None:
+            self._set, self._groups = frozenset().union(*self._groups), ()
+        return self._set
+
+    def __contains__(self, ref: object) -> bool:
+        return ref in self._all
+
+    def __iter__(self):
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __repr__(self) -> str:
+        return f"Names({set(self._all)!r})"
+
+    __hash__ = Set._hash
+
+
+class Taken:
+    """The names a new partition may not take: those read (never copied) and those this plan has given out."""
+
+    def __init__(self, read: Set = frozenset()) -> None:
+        self._read, self._given = read, set()
+
+    def __contains__(self, ref: TableRef) -> bool:
+        return ref in self._given or ref in self._read
+
+    def add(self, ref: TableRef) -> None:
+        self._given.add(ref)
+
+
+def partition_name(parent: TableRef, grid: Grid, bounds: Bounds, taken: Taken) -> TableRef:
     """A free name for a new partition of parent; adds it to taken.
 
     Aligned slots get the interval's label (bookings_2027_01, bookings_2027_q1); bridges get both ends

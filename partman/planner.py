@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
+from operator import attrgetter
 from itertools import islice
 from typing import Iterable, Optional
 
 from .model import Bounds, KeyType, KeyValue, TableRef, iso
-from .naming import partition_name
+from .naming import Taken, partition_name
 from .plan import BUSY, ROW_FIGURED, Action, ActionKind, Cascade, Observation, Note, Plan, Reason, RowCount, TablePlan
 from .intervals import Interval, Span
 from .snapshot import ConfigRow, Partition, Snapshot, Span3, TableState
@@ -43,7 +44,7 @@ MAX_PARTITIONS_PER_PLAN = 5000
 def plan(specs: Iterable[TableSpec], snapshot: Snapshot, *, now: datetime, env: str) -> Plan:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    taken = set(snapshot.taken_names)
+    taken = Taken(snapshot.taken_names)
     tables = tuple(
         plan_table(spec, snapshot.tables.get(spec.table, TableState(spec.table)), snapshot.has_rows, now, taken,
                    busy=snapshot.busy, survey=snapshot.surveys.get(spec.table),
@@ -61,8 +62,10 @@ def presence_needed(spec: TableSpec, state: TableState, now: datetime) -> list[P
         return []
     grid, _ = laid
     now_key = grid.space.key_of(now)
-    managed = state.managed
-    needed = [p for p in state.partitions if _replaceable(p, grid, now_key, managed)]
+    managed, log_range = state.managed, grid.space.log_range
+    # Replaceable: a future partition partman made that does not fit the grid (an interval change may replace it).
+    needed = [p for p in state.partitions if p.bounds.start is not None and p.bounds.start > now_key
+              and log_range(p.bounds) in managed and not grid.is_slot(p.bounds)]
     if state.default is not None:
         needed.append(state.default)
     return needed
@@ -135,17 +138,7 @@ def _new_table_problem(spec: TableSpec) -> Optional[str]:
 
 def _log_key(p: Partition, space: KeySpace) -> tuple[Optional[datetime], Optional[datetime]]:
     """The partition's range as partition_log holds it; None for MINVALUE or MAXVALUE."""
-    return space.to_log(p.bounds.start), space.to_log(p.bounds.end)
-
-
-def _replaceable(p: Partition, grid: Grid, now_key: KeyValue, managed: set, log_key=None) -> bool:
-    """A future partition partman made that does not fit the grid: an interval change may replace it."""
-    return (
-        p.bounds.start is not None
-        and p.bounds.start > now_key
-        and (log_key or _log_key(p, grid.space)) in managed
-        and not grid.is_slot(p.bounds)
-    )
+    return space.log_range(p.bounds)
 
 
 @dataclass
@@ -164,7 +157,7 @@ class _Table:
 
 
 def plan_table(
-    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef],
+    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: Taken,
     *, busy: frozenset[int] = frozenset(), survey=None, unproven: tuple = (),
 ) -> TablePlan:
     """One table's plan. busy: partitions whose row presence is unknown (locked by another session); survey: what
@@ -185,7 +178,7 @@ def plan_table(
 
 
 def _plan_table(
-    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: set[TableRef],
+    spec: TableSpec, state: TableState, has_rows: dict[int, bool], now: datetime, taken: Taken,
     busy: frozenset[int], survey=None,
 ) -> TablePlan:
     base = dict(
@@ -251,7 +244,7 @@ def _plan_table(
     )
 
 
-def _plan_conversion(spec: TableSpec, state: TableState, survey, now: datetime, taken: set[TableRef]) -> TablePlan:
+def _plan_conversion(spec: TableSpec, state: TableState, survey, now: datetime, taken: Taken) -> TablePlan:
     """A plain table becomes the first partition of a new parent (conversion.py): one CONVERT action, whose
     steps the plan shows; the partitions from the cutover on follow as the window reaches them."""
     from . import conversion
@@ -283,21 +276,29 @@ def _finish_conversion(planned: TablePlan, unproven: tuple) -> TablePlan:
 def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: frozenset[int]) -> tuple[list, list]:
     """Each attached partition: retired, noted, or kept as an obstacle the new partitions fill around; returns
     the obstacles and the empty partitions an interval change may replace."""
-    space, cutoff, managed = t.grid.space, t.cutoff, t.state.managed
+    space, cutoff, managed, grid = t.grid.space, t.cutoff, t.state.managed, t.grid
     obstacles: list[Bounds] = []
     replaceable: list[Partition] = []
     pending = {(e.start, e.end): e.pending for e in t.state.detached if e.pending}
+    log_range, adopt = space.log_range, t.spec.adopt
+    # The steady state, a managed partition in the past that retention keeps, takes the first branch: a large
+    # table's plan is mostly this loop.
     for p in t.state.partitions:
-        log_key = _log_key(p, space)
+        bounds = p.bounds
+        log_key = log_range(bounds)
+        is_managed = log_key in managed
+        expired = cutoff is not None and bounds.end is not None and bounds.end <= cutoff
+        future = bounds.start is not None and bounds.start > now_key
+        if is_managed and not expired and not future and not p.detach_pending:
+            obstacles.append(bounds)
+            continue
         if p.detach_pending:
             if _interrupted(t, p, pending.get(log_key)):
-                obstacles.append(p.bounds)
+                obstacles.append(bounds)
             continue
-        is_managed = log_key in managed
-        expired = cutoff is not None and p.bounds.end is not None and p.bounds.end <= cutoff
-        if not is_managed and t.spec.adopt:
+        if not is_managed and adopt:
             _adopt(t, p, expired)
-            obstacles.append(p.bounds)  # adopted as it is, fitting the grid or not: the grid fills around it
+            obstacles.append(bounds)  # adopted as it is, fitting the grid or not: the grid fills around it
             continue
         if expired and is_managed:
             _retire(t, p)
@@ -307,8 +308,8 @@ def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: fro
                 if expired
                 else (UNMANAGED, "not in partition_log; left alone")
             )
-            t.unmanaged.append(Note(code, p.ref, p.bounds, why))
-        if not expired and _replaceable(p, t.grid, now_key, managed, log_key):
+            t.unmanaged.append(Note(code, p.ref, bounds, why))
+        if not expired and future and is_managed and not grid.is_slot(bounds):  # replaceable (presence_needed)
             if p.oid in busy:
                 t.kept.append(Note(BUSY, p.ref, p.bounds, "locked by another session: could not check it for rows;"
                                    " kept for now (plan again later)"))
@@ -701,6 +702,8 @@ def _retire_detached(t: _Table, now: datetime, cutoff: Optional[KeyValue]) -> li
     those whose range retention no longer wants gone. Returns the ranges they hold, which no create may fill:
     a detached partition is never replaced by an empty twin."""
     space = t.grid.space
+    if not t.state.detached:
+        return []
     attached = {_log_key(p, space) for p in t.state.partitions}
     held: list[Bounds] = []
     for entry in t.state.detached:
@@ -816,11 +819,15 @@ def from_log(value: Optional[datetime], space: KeySpace) -> Optional[KeyValue]:
     return space.from_log(value)
 
 
+_START = attrgetter("start")
+
+
 def _gaps(window: Bounds, obstacles: list[Bounds]) -> list[Bounds]:
     """The parts of a bounded window that no obstacle covers."""
     gaps = []
     cursor = window.start
-    for ob in sorted(obstacles, key=lambda b: (b.start is not None, b.start)):
+    ordered = [b for b in obstacles if b.start is None] + sorted((b for b in obstacles if b.start is not None), key=_START)
+    for ob in ordered:
         if ob.end is not None and ob.end <= cursor:
             continue
         if ob.start is not None and ob.start >= window.end:

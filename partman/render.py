@@ -7,7 +7,6 @@ import json
 from typing import Optional
 
 from .console import plural
-from .drift import Kind as DriftKind, days as drift_days
 from .encoded import shown
 from .model import Bounds, iso
 from .plan import REVIEWED, Action, ActionKind, Plan, Reason, TablePlan
@@ -235,6 +234,8 @@ def drift(report, fmt: str) -> str:
 
 
 def drift_text(r) -> str:
+    from .drift import days as drift_days  # here: a plan never loads drift.py
+
     lines = [f"partman drift for env {r.env} at {iso(r.now)}", ""]
     for t in r.tables:
         runway = ("forever" if t.runway_ids == float("inf") else f"{t.runway_ids:,} ids" if t.runway_ids is not None
@@ -261,6 +262,8 @@ def drift_markdown(r) -> str:
 def drift_prometheus(r, *, run_at) -> str:
     """The text exposition format for node_exporter's textfile collector: one series per table and
     environment, zeros for tables in sync."""
+    from .drift import Kind as DriftKind
+
     out: list[str] = []
 
     def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:

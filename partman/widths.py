@@ -129,6 +129,9 @@ class IdSpace:
     def from_log(self, value: Optional[datetime]) -> Optional[int]:
         return None if value is None else (value - EPOCH) // timedelta(microseconds=1)
 
+    def log_range(self, bounds: Bounds) -> tuple[Optional[datetime], Optional[datetime]]:
+        return self.to_log(bounds.start), self.to_log(bounds.end)
+
     def fits(self, value: int) -> bool:
         """A bound the column's type and partition_log can both hold."""
         limit = TYPE_RANGE[self.key_type]
