@@ -318,15 +318,20 @@ _TAKEN = """
 SELECT n.nspname, c.relname
   FROM unnest(%(schemas)s::text[], %(prefixes)s::text[], %(ends)s::text[]) AS p(schema, prefix, past)
   JOIN pg_namespace n ON n.nspname = p.schema
-  JOIN pg_class c ON c.relnamespace = n.oid {relname} AND starts_with(c.relname::text, p.prefix)
+  JOIN LATERAL (SELECT c.oid, c.relname FROM pg_class c
+                 WHERE c.relnamespace = n.oid {relname} AND starts_with(c.relname::text, p.prefix) OFFSET 0) AS c ON true
  WHERE c.oid NOT IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = ANY(%(parents)s::oid[]))
 UNION ALL
 SELECT n.nspname, t.typname
   FROM unnest(%(schemas)s::text[], %(prefixes)s::text[], %(ends)s::text[]) AS p(schema, prefix, past)
   JOIN pg_namespace n ON n.nspname = p.schema
-  JOIN pg_type t ON t.typnamespace = n.oid {typname} AND starts_with(t.typname::text, p.prefix)
- WHERE t.typrelid = 0
+  JOIN LATERAL (SELECT t.typname FROM pg_type t
+                 WHERE t.typnamespace = n.oid {typname} AND starts_with(t.typname::text, p.prefix) AND t.typrelid = 0
+                OFFSET 0) AS t ON true
 """
+# The fenced LATERAL (OFFSET 0) keeps each prefix its own range scan of the name index: joined whole, the planner
+# may scan every relation of the schema once and test it against every prefix (300 tables of 100 partitions whose
+# names nest, t1 and t10: 0.017 s against 0.03 s).
 _TAKEN_RANGE = _TAKEN.format(relname="AND c.relname >= p.prefix::name AND c.relname < p.past::name",
                              typname="AND t.typname >= p.prefix::name AND t.typname < p.past::name")
 _TAKEN_ALL = _TAKEN.format(relname="", typname="")

@@ -1,8 +1,12 @@
 """A companion reader: a second session that reads inside the caller's snapshot (pg_export_snapshot, then SET
 TRANSACTION SNAPSHOT), so that the questions of one consistent view that do not rest on each other's answers run on
 two server backends at once while the caller reads and parses its own. What it sees is exactly what the caller's
-transaction sees: the same snapshot (checked after the import), READ ONLY, the same session settings. Its questions
-read the system catalogs only, never a table another session may lock (partman's state tables stay the caller's).
+transaction sees: the same snapshot (checked after the import), READ ONLY, the same session settings.
+
+partman's state tables are one job, read by whichever session takes it and by that session alone in the view. So
+neither session holds a lock on them that the other could queue behind (through a third session's ACCESS
+EXCLUSIVE request waiting between them); a lock met on them ends the read as it would on the caller alone
+(lock_timeout, then the ladder's next step).
 
 The questions wait in one queue. The companion takes them from the front, where the caller puts those that cost
 the server much and Python little (a few rows); the caller, once its own reading is done, takes them from the back.

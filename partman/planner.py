@@ -280,12 +280,12 @@ def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: fro
     obstacles: list[Bounds] = []
     replaceable: list[Partition] = []
     pending = {(e.start, e.end): e.pending for e in t.state.detached if e.pending}
-    log_range, adopt = space.log_range, t.spec.adopt
+    log_range, as_is, adopt = space.log_range, space.logs_as_is, t.spec.adopt
     # The steady state, a managed partition in the past that retention keeps, takes the first branch: a large
     # table's plan is mostly this loop.
     for p in t.state.partitions:
         bounds = p.bounds
-        log_key = log_range(bounds)
+        log_key = (bounds.start, bounds.end) if as_is else log_range(bounds)
         is_managed = log_key in managed
         expired = cutoff is not None and bounds.end is not None and bounds.end <= cutoff
         future = bounds.start is not None and bounds.start > now_key

@@ -86,13 +86,13 @@ class KeySpace:
         return None if value is None else _to_log(self.instant(value))
 
     @cached_property
-    def _logs_as_is(self) -> bool:
-        # A timestamptz bound is already its log value: aware datetimes compare and hash as instants.
+    def logs_as_is(self) -> bool:
+        """Whether a bound is its own log value (timestamptz: aware datetimes compare and hash as instants)."""
         return self.key_type is KeyType.TIMESTAMPTZ and self.codec is None
 
     def log_range(self, bounds: Bounds) -> tuple[Optional[datetime], Optional[datetime]]:
         """(to_log(start), to_log(end)): a range as partition_log holds it, for matching log rows to partitions."""
-        if self._logs_as_is:
+        if self.logs_as_is:
             return bounds.start, bounds.end
         return self.to_log(bounds.start), self.to_log(bounds.end)
 

@@ -107,6 +107,7 @@ class IdSpace:
     mark: Optional[int] = None
     encoding: None = None
     codec: None = None
+    logs_as_is = False  # an id is logged as the instant that many microseconds after EPOCH
 
     @property
     def zone(self) -> ZoneInfo:

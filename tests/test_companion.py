@@ -100,6 +100,31 @@ def test_what_commits_after_the_caller_read_its_first_answers_is_not_seen_by_the
     conn.execute("DROP TABLE alpha_2099_01")
 
 
+class _Reading(psycopg.Cursor):
+    """Records which connection (by backend pid) ran each statement reading partman's state tables (named as
+    identifiers, as every read of them is composed; the catalog's question whether they exist names them as text)."""
+    seen: list = []
+
+    def execute(self, query, *args, **kwargs):
+        text = query.as_string(self) if isinstance(query, psycopg.sql.Composable) else str(query)
+        if '"partition_log"' in text or '"partition_config"' in text:
+            _Reading.seen.append(self.connection.info.backend_pid)
+        return super().execute(query, *args, **kwargs)
+
+
+def test_the_state_tables_are_read_by_one_session_of_the_view_the_companion_when_it_takes_them(tables, always, db_url):
+    # Two sessions holding locks on one table in one view could queue behind each other through a third session's
+    # ACCESS EXCLUSIVE request; reading them on one session only rules that out.
+    _Reading.seen = []
+    with psycopg.connect(db_url, autocommit=True, cursor_factory=_Reading) as caller:
+        def connect():
+            return psycopg.connect(db_url, autocommit=True, cursor_factory=_Reading)
+        read(caller, tables, connect)
+        mine = caller.info.backend_pid
+    assert _Reading.seen and len(set(_Reading.seen)) == 1, _Reading.seen
+    assert mine not in _Reading.seen, "the companion, which takes the state tables first, read them"
+
+
 def test_a_companion_that_cannot_connect_leaves_every_question_to_the_caller(tables, always, conn, db_url):
     def refused():
         raise psycopg.OperationalError("sorry, too many clients already")
@@ -117,8 +142,8 @@ def test_a_role_with_one_connection_gets_the_same_read(tables, always, conn, db_
 
 
 def test_a_state_table_locked_while_a_companion_reads_ends_the_read_as_it_would_alone(tables, always, conn, db_url):
-    # partition_log is read on both sides (its rows by the caller, its high-water marks by the companion): whichever
-    # meets the lock first, the read retries along the ladder and gives up the same way.
+    # partition_log is read by whichever session takes the state tables' job: either way the read retries along the
+    # ladder and gives up the same way.
     with psycopg.connect(db_url) as holder:
         holder.execute("LOCK TABLE partition_log IN ACCESS EXCLUSIVE MODE")
         short = Ladder(step_ms=20, max_pause_ms=20, budget_s=0.3)
