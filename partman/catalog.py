@@ -484,7 +484,7 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
             for row in cur.fetchall():
                 children.setdefault(row[0], []).append(row)
             tables = _readable_as_times(specs, {ref: _table_state(ref, parents[ref], children) for ref in refs})
-            read_state, shapes, others, found = beside.results(cur)
+            read_state, found, shapes, others = beside.results(cur)
         tables = _with_catalog(_with_state(tables, *read_state), shapes, found)
         taken = _taken(others, tables, children)
         tables = _with_missing_types(cur, specs, tables)
@@ -499,9 +499,10 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
 
 def _independent(conn: Connection, specs: list[TableSpec], refs: list[TableRef], parents: dict[TableRef, tuple],
                  oids: list[int]) -> list[Callable[[Cursor], Any]]:
-    """The catalog's questions that rest on the parents alone, not on each other's answers, the costliest to the
-    server first: the parents' shapes with their partitions that differ (conformance.py), names that may collide,
-    foreign keys into the range-partitioned parents. A companion can ask them while the caller reads the partitions."""
+    """The catalog's questions that rest on the parents alone, not on each other's answers: foreign keys into the
+    range-partitioned parents, the parents' shapes with their partitions that differ (conformance.py), names that may
+    collide. A companion asks them from the front while the caller reads the partitions; the caller, done with those,
+    takes from the back: so the last is one the companion is seldom still asking by then, and not the costliest."""
     pairs = outermost((r.schema, name_prefix(r.name)) for r in refs)
     ends = [past_prefix(b, conn.info.parameter_status("server_encoding")) for _, b in pairs]
     taken_params = {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs], "ends": ends, "parents": oids}
@@ -513,7 +514,7 @@ def _independent(conn: Connection, specs: list[TableSpec], refs: list[TableRef],
         cur.execute(_TAKEN_RANGE if None not in ends else _TAKEN_ALL, taken_params)
         return [TableRef(s_, n_) for s_, n_ in cur.fetchall()]
 
-    return [lambda cur: conformance.read(cur, wanted), taken, lambda cur: references.read(cur, list(ranged.values()))]
+    return [lambda cur: references.read(cur, list(ranged.values())), lambda cur: conformance.read(cur, wanted), taken]
 
 
 def _state(cur: Cursor, state_schema: str, by_table: dict, log_exists: bool, config_exists: bool, digests: bool

@@ -178,7 +178,12 @@ class TableSpec:
         )
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """The spec's identity in a saved plan; worked out once per spec value (a plan asks it of every table)."""
+        known = self.__dict__.get("_fingerprint")
+        if known is None:
+            known = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+            object.__setattr__(self, "_fingerprint", known)  # a cache beside the fields: eq and repr never see it
+        return known
 
 
 def _reach(d: dict, key: str) -> Optional[Union[Span, Reach]]:
