@@ -3,6 +3,7 @@
 Each side starts from the same 100 empty parents (primary key and one index) in a fresh database and is timed
 as a whole process. The raw script is exactly the DDL partman runs (LIKE + ATTACH per partition, rendered
 by partman.ddl from partman's own plan), one statement after another, with no bookkeeping at all.
+Each line also gives the client process's CPU time (user + system, median): psql's, or partman's own.
 
     .venv/bin/python bench/apply_vs_raw.py [--servers pg18,pg15] [--tables 100] [--runs 3] [--parallelism 4]
 """
@@ -10,6 +11,7 @@ by partman.ddl from partman's own plan), one statement after another, with no bo
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,10 +71,17 @@ def raw_script(url: str, specs_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(cmd: list[str], cwd: Path) -> float:
+CLIENT_CPU: dict[str, list[float]] = {}  # per column: the client process's CPU seconds (user + system) per run
+
+
+def run(cmd: list[str], cwd: Path, column: str = "") -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=cwd)
-    return time.perf_counter() - t0
+    took = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CLIENT_CPU.setdefault(column, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return took
 
 
 def main() -> None:
@@ -94,22 +103,24 @@ def main() -> None:
                 script = specs / "raw.sql"
                 script.write_text(raw_script(url, specs))
                 count = script.read_text().count("ATTACH PARTITION")
-                times["raw"].append(run([psql, url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)], specs))
+                times["raw"].append(run([psql, url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)], specs, "raw"))
                 for column, workers in (("serial", 1), ("parallel", args.parallelism)):
                     url = fresh_database(cluster.url(), args.tables)
                     times[column].append(run([sys.executable, "-m", "partman", "--quiet", "apply", str(specs), "--env",
                                               "bench", "--database-url", url, "--now", NOW, "--auto-approve",
-                                              "--allow-clock-skew", "--parallelism", str(workers)], specs))
+                                              "--allow-clock-skew", "--parallelism", str(workers)], specs, column))
         raw = statistics.median(times["raw"])
         print(f"\n{label}: {count} partitions in {args.tables} tables (median of {args.runs})")
-        print(f"  raw DDL replayed by psql   {raw:6.2f} s   runs: {', '.join(f'{t:.2f}' for t in times['raw'])}")
+        print(f"  raw DDL replayed by psql   {raw:6.2f} s   runs: {', '.join(f'{t:.2f}' for t in times['raw'])}"
+              f"   client CPU {statistics.median(CLIENT_CPU.pop('raw')):.2f} s")
         for column, label_ in (("serial", "partman apply -j 1"), ("parallel", f"partman apply -j {args.parallelism}")):
             ours = statistics.median(times[column])
             # Each run pairs them back to back; the machine's speed drifts between runs more than within a run.
             ratios = [p / r for p, r in zip(times[column], times["raw"])]
             paired = statistics.median(ratios)
             print(f"  {label_:<26} {ours:6.2f} s   runs: {', '.join(f'{t:.2f}' for t in times[column])}"
-                  f"   {ours / raw:.2f}x raw (paired {paired:.2f}x, {min(ratios):.2f}-{max(ratios):.2f}; goal <= 1.0x)")
+                  f"   {ours / raw:.2f}x raw (paired {paired:.2f}x, {min(ratios):.2f}-{max(ratios):.2f}; goal <= 1.0x)"
+                  f"   client CPU {statistics.median(CLIENT_CPU.pop(column)):.2f} s")
 
 
 if __name__ == "__main__":
