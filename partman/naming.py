@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Set
 from datetime import datetime
 from typing import Optional
@@ -20,11 +21,14 @@ class Names(Set):
     def __init__(self, *groups: Iterable[TableRef]) -> None:
         self._groups: tuple = groups
         self._set: Optional[frozenset] = None
+        self._making = threading.Lock()  # a snapshot may be read from several threads: its groups are run once
 
     @property
     def _all(self) -> frozenset:
         if self._set is None:
-            self._set, self._groups = frozenset().union(*self._groups), ()
+            with self._making:
+                if self._set is None:
+                    self._set, self._groups = frozenset().union(*self._groups), ()
         return self._set
 
     def __contains__(self, ref: object) -> bool:
