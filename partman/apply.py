@@ -292,8 +292,12 @@ def _decide(
 
 
 # What is read and written under the lock never depends on the session's settings (set with the lock_timeout); the
-# question asked under it is planned once per connection (catalog._ask).
-_PIN = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("plan_cache_mode", "force_generic_plan"))
+# question asked under it is planned once per connection (catalog._ask). That plan is made at the connection's first
+# table and kept while every create adds five relations: made on a small catalog, it would scan all of pg_class for
+# each later table (2 ms a table after 1,200 creates, growing with the database). A question about one table wants
+# its index lookups, whatever the catalog's size when it was planned.
+_PIN = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("plan_cache_mode", "force_generic_plan"),
+        ("enable_seqscan", "off"))
 
 
 def _signature(a: Action) -> tuple:

@@ -105,7 +105,8 @@ def apply(
                                                    help="Apply with --now more than one interval from the database's clock.")] = False,
     parallelism: Annotated[Optional[int], typer.Option("--parallelism", "-j", metavar="N", min=1,
                                                        help="Tables applied at once, each on a connection of its own"
-                                                            " (at most a tenth of max_connections). Default 4.")] = None,
+                                                            " (at most a tenth of max_connections). Default 4, or this"
+                                                            " machine's cores if fewer when the server runs on it.")] = None,
 ) -> None:
     """Plan, confirm and apply; or apply exactly a saved plan. Per table: under its advisory lock, short lock timeouts.
 

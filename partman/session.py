@@ -30,7 +30,7 @@ class Options:
     now: Optional[str] = None
     tables: Sequence[str] = ()
     ladder: Optional["Ladder"] = None  # default: Ladder()
-    parallelism: Optional[int] = None  # apply: tables at once (pool.size caps it); None: pool.DEFAULT
+    parallelism: Optional[int] = None  # apply: tables at once (pool.size caps it); None: pool.size chooses
 
 
 @dataclass

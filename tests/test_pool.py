@@ -1,11 +1,12 @@
 """The pool that apply runs tables on: results come back in the units' order whatever finished first, a failure is
 raised in its turn after the workers stopped, one connection means no thread at all, and the size stays within a
-tenth of the server's connections."""
+tenth of the server's connections, and unasked, within this machine's cores when the server runs on it."""
 
 from __future__ import annotations
 
 import threading
 import time
+import types
 
 import pytest
 
@@ -13,8 +14,9 @@ from partman import pool
 
 
 class Conn:
-    def __init__(self, max_connections: int = 100):
+    def __init__(self, max_connections: int = 100, host: str = "db.example.com"):
         self.max_connections, self.cancelled = max_connections, 0
+        self.info = types.SimpleNamespace(host=host)
 
     def execute(self, *_):
         return self
@@ -62,3 +64,14 @@ def test_one_connection_runs_in_the_calling_thread():
     (None, 50, 100, 4), (8, 50, 100, 8), (32, 50, 100, 10), (8, 3, 100, 3), (8, 50, 15, 1), (8, 0, 100, 1)])
 def test_the_size_is_what_was_asked_within_a_tenth_of_the_servers_connections(asked, units, max_connections, size):
     assert pool.size(Conn(max_connections), asked, units) == size
+
+
+@pytest.mark.parametrize("host", ["/var/run/postgresql", "localhost", "127.0.0.1", "::1"])
+def test_a_server_on_this_machine_gets_no_more_workers_than_its_cores_unless_asked(host):
+    assert pool.size(Conn(100, host), None, 50, cores=2) == 2
+    assert pool.size(Conn(100, host), 6, 50, cores=2) == 6, "what was asked is what it gets"
+
+
+@pytest.mark.parametrize("host", ["db.example.com", "10.0.0.7", "2001:db8::1"])
+def test_a_server_elsewhere_gets_the_default_whatever_this_machine_has(host):
+    assert pool.size(Conn(100, host), None, 50, cores=2) == pool.DEFAULT
