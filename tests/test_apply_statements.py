@@ -94,3 +94,26 @@ def test_a_partition_dropped_by_hand_is_made_again_and_its_old_log_row_closed(ca
     rows = conn.execute("SELECT dropped_at IS NULL, created_by FROM partition_log WHERE partition_name = 'bookings_2027_03'"
                         " ORDER BY id").fetchall()
     assert rows == [(False, "partman"), (True, "partman")]
+
+
+def test_the_question_under_the_lock_looks_its_table_up_by_index_even_when_first_asked_on_a_small_catalog(db_url, conn):
+    """Its plan is made once per connection, at the first table, and kept while every create adds five relations:
+    a plan that scans pg_class would cost each later table a scan of the whole, grown catalog."""
+    from partman.apply import _PIN
+
+    conn.execute(state_ddl("public"))
+    conn.execute("CREATE TABLE q (id bigint, start_time timestamptz) PARTITION BY RANGE (start_time)")
+    prepared = psycopg.connect(db_url, autocommit=True, prepare_threshold=None)
+    try:
+        with prepared.transaction():
+            for name, value in _PIN:
+                prepared.execute("SELECT set_config(%s, %s, true)", (name, value))
+            catalog.under_lock(prepared, TableRef("public", "q"), "public", spec(table=TableRef("public", "q")))
+            name, params = prepared.execute("SELECT name, cardinality(parameter_types) FROM pg_prepared_statements"
+                                            " WHERE name LIKE 'partman_%'").fetchone()
+            nulls = psycopg.sql.SQL(", ").join([psycopg.sql.NULL] * params)
+            plan = "\n".join(r[0] for r in prepared.execute(
+                psycopg.sql.SQL("EXPLAIN EXECUTE {}({})").format(psycopg.sql.Identifier(name), nulls)).fetchall())
+    finally:
+        prepared.close()
+    assert "Seq Scan on pg_class" not in plan, plan
