@@ -113,8 +113,14 @@ def apply_plan(
     threshold, conn.prepare_threshold = conn.prepare_threshold, None
     for c in extra:
         c.prepare_threshold = None
+
+    def renewed() -> Connection:  # in place of a connection whose session ended: the next tables run on it
+        c = connect()
+        c.prepare_threshold = None
+        return c
+
     try:
-        return pool.run(plan.tables, one, [conn, *extra], on_table)
+        return pool.run(plan.tables, one, [conn, *extra], on_table, renew=renewed if connect is not None else None)
     finally:
         conn.prepare_threshold = threshold
         for c in extra:

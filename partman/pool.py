@@ -2,7 +2,7 @@
 database today (apply), and the cap is per server, so a later unit "a table of one of many databases" fits. Results
 are released in the units' order whatever finished first, so what is printed never depends on timing; Ctrl-C
 cancels the statements in flight (each partition is done or untouched, as a serial run leaves it) before it is
-raised."""
+raised. A unit whose connection was lost fails alone: its worker's next unit runs on a new connection."""
 
 from __future__ import annotations
 
@@ -55,40 +55,60 @@ class _Slot:
 
 
 def run(units: Sequence[U], work: Callable[[Any, U], R], connections: Sequence[Any],
-        on_result: Optional[Callable[[R], None]] = None) -> list[R]:
+        on_result: Optional[Callable[[R], None]] = None, renew: Optional[Callable[[], Any]] = None) -> list[R]:
     """work(connection, unit) for every unit, each worker on a connection of its own; on_result(result) in the
     units' order. An exception of work is raised (in order) once the workers stopped; so is Ctrl-C, once the
-    statements in flight were cancelled."""
-    if len(connections) == 1:  # one connection: in this thread, exactly as a serial run
-        results = []
-        for unit in units:
-            results.append(work(connections[0], unit))
-            if on_result:
-                on_result(results[-1])
-        return results
+    statements in flight were cancelled.
+
+    renew() makes a connection in place of one whose session ended (terminated, timed out, the network), so that one
+    unit's lost connection is that unit's failure alone, not that of every unit its worker takes after it. A worker
+    that cannot get one leaves the units to the others; the last one left takes them on the connection it has, and
+    each fails on its own."""
+    renewal = _Renewal(renew, len(connections))
+    try:
+        if len(connections) == 1:  # one connection: in this thread, exactly as a serial run
+            results, conn = [], connections[0]
+            for unit in units:
+                conn = renewal.fresh(conn) or conn
+                results.append(work(conn, unit))
+                if on_result:
+                    on_result(results[-1])
+            return results
+        return _parallel(units, work, connections, on_result, renewal)
+    finally:
+        renewal.close()
+
+
+def _parallel(units: Sequence[U], work: Callable[[Any, U], R], connections: Sequence[Any],
+              on_result: Optional[Callable[[R], None]], renewal: "_Renewal") -> list[R]:
     slots = [_Slot() for _ in units]
     todo: queue.Queue = queue.Queue()
     for i in range(len(units)):
         todo.put(i)
     changed = threading.Condition()
     stop = threading.Event()
+    current = list(connections)  # each worker's connection now, for Ctrl-C to cancel
 
-    def worker(conn: Any) -> None:
+    def worker(k: int) -> None:
         while not stop.is_set():
+            renewed = renewal.fresh(current[k])
+            if renewed is _LEAVE:
+                return
+            current[k] = renewed or current[k]
             try:
                 i = todo.get_nowait()
             except queue.Empty:
                 return
             slot = slots[i]
             try:
-                slot.result = work(conn, units[i])
+                slot.result = work(current[k], units[i])
             except BaseException as exc:  # handed to the main thread, raised there in order
                 slot.error = exc
             with changed:
                 slot.done = True
                 changed.notify_all()
 
-    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in connections]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(len(connections))]
     for t in threads:
         t.start()
     results: list[R] = []
@@ -104,7 +124,7 @@ def run(units: Sequence[U], work: Callable[[Any, U], R], connections: Sequence[A
                 on_result(slot.result)
     except BaseException:
         stop.set()
-        for c in connections:
+        for c in current:
             _cancel(c)
         for t in threads:
             t.join()
@@ -112,6 +132,40 @@ def run(units: Sequence[U], work: Callable[[Any, U], R], connections: Sequence[A
     for t in threads:
         t.join()
     return results
+
+
+_LEAVE = object()  # what _Renewal.fresh says to a worker that lost its connection while others still have theirs
+
+
+class _Renewal:
+    """Connections made in place of broken ones (closed when the run ends), and how many workers are left."""
+
+    def __init__(self, renew: Optional[Callable[[], Any]], workers: int) -> None:
+        self.renew, self.left, self.made = renew, workers, []
+        self.lock = threading.Lock()
+
+    def fresh(self, conn: Any) -> Any:
+        """None while conn holds; else a new connection, or _LEAVE, or None for the last worker (its units fail)."""
+        if self.renew is None or not (getattr(conn, "closed", False) or getattr(conn, "broken", False)):
+            return None
+        try:
+            made = self.renew()
+        except Exception:  # the server gives no connection now: the units go to workers that have one
+            with self.lock:
+                if self.left > 1:
+                    self.left -= 1
+                    return _LEAVE
+            return None
+        with self.lock:
+            self.made.append(made)
+        return made
+
+    def close(self) -> None:
+        for c in self.made:
+            try:
+                c.close()
+            except Exception:  # closing what already broke has nothing left to release
+                pass
 
 
 def _cancel(conn: Any) -> None:

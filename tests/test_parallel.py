@@ -191,3 +191,42 @@ def test_a_server_with_no_more_connections_to_give_gets_fewer_workers(capsys, wo
         assert all(len(partitions(conn, t)) == 3 for t in TABLES[:10])
     finally:
         conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_whose_connection_is_lost_fails_that_table_alone_and_goes_on_with_a_new_one(workdir, db_url, conn,
+                                                                                             workers):
+    """Every worker waits for a lock another session holds when the server ends all of partman's sessions: those
+    tables fail on their own (each partition done or untouched), and the rest run on new connections."""
+    import subprocess
+    import sys
+    import time
+
+    for name in TABLES[:20]:
+        write_spec(workdir / "specs", spec_data(f"public.{name}", premake="2 months"), name=f"{name}.yaml")
+    held = TABLES[:workers]  # the first tables the workers take: each worker waits on one of them
+    holders = [held_advisory_lock(db_url, t) for t in held]
+    args = [sys.executable, "-m", "partman", "apply", "specs", "--env", "test", "--database-url", db_url, "--now", NOW,
+            "--auto-approve", "--parallelism", str(workers), "--allow-clock-skew", "--lock-budget", "60"]
+    errors = (workdir / "stderr").open("w+")
+    proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+    seen, deadline = set(), time.monotonic() + 60
+    while seen != set(held) and time.monotonic() < deadline and proc.poll() is None:
+        seen |= {t for t in held if waiting_for(conn, t)}
+        time.sleep(0.005)
+    assert seen == set(held), "every worker waits on a held table"
+    ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                         " WHERE application_name = 'partman' AND pid <> pg_backend_pid()").fetchone()[0]
+    assert ended == workers
+    proc.wait(timeout=120)
+    err = (workdir / "stderr").read_text()
+    failures = [line for line in err.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(failures) == workers, err
+    assert all("terminating connection" in line and line.endswith("[PM304]") for line in failures), err
+    assert all(len(partitions(conn, t)) == 3 for t in TABLES[workers:20]), "the other tables converged"
+    assert all(conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is None for t in held), "untouched"
+    for h in holders:
+        h.close()
+    finished = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert all(len(partitions(conn, t)) == 3 for t in TABLES[:20])

@@ -15,8 +15,11 @@ from partman import pool
 
 class Conn:
     def __init__(self, max_connections: int = 100, host: str = "db.example.com"):
-        self.max_connections, self.cancelled = max_connections, 0
+        self.max_connections, self.cancelled, self.closed = max_connections, 0, False
         self.info = types.SimpleNamespace(host=host)
+
+    def close(self):
+        self.closed = True
 
     def execute(self, *_):
         return self
@@ -75,3 +78,49 @@ def test_a_server_on_this_machine_gets_no_more_workers_than_its_cores_unless_ask
 @pytest.mark.parametrize("host", ["db.example.com", "10.0.0.7", "2001:db8::1"])
 def test_a_server_elsewhere_gets_the_default_whatever_this_machine_has(host):
     assert pool.size(Conn(100, host), None, 50, cores=2) == pool.DEFAULT
+
+
+def _losing(lost_at: int, seen: list):
+    """Work whose connection's session ends during unit lost_at: that unit fails, as apply reports a table."""
+    def work(conn, n):
+        if conn.closed:
+            return (n, "the connection is closed")
+        seen.append((n, conn))
+        if n == lost_at:
+            conn.closed = True
+            return (n, "terminated")
+        time.sleep(0.01)
+        return (n, "ok")
+    return work
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_lost_connection_costs_its_unit_alone_the_next_runs_on_a_new_one(workers):
+    seen, made = [], []
+
+    def renew():
+        made.append(Conn())
+        return made[-1]
+
+    results = pool.run(range(8), _losing(1, seen), [Conn() for _ in range(workers)], renew=renew)
+    assert results == [(n, "terminated" if n == 1 else "ok") for n in range(8)]
+    assert len(made) == 1 and all(c.closed for c in made), "one renewed connection, closed when the run ended"
+
+
+def test_a_worker_that_cannot_reconnect_leaves_its_units_to_the_others():
+    seen = []
+
+    def renew():
+        raise ConnectionError("too many clients")
+
+    results = pool.run(range(8), _losing(1, seen), [Conn(), Conn()], renew=renew)
+    assert results == [(n, "terminated" if n == 1 else "ok") for n in range(8)]
+    assert len({id(c) for n, c in seen if n > 1}) == 1, "every later unit ran on the worker that kept its connection"
+
+
+def test_the_last_worker_without_a_connection_still_gives_every_unit_its_own_outcome():
+    def renew():
+        raise ConnectionError("the server is gone")
+
+    results = pool.run(range(4), _losing(0, []), [Conn()], renew=renew)
+    assert results == [(0, "terminated")] + [(n, "the connection is closed") for n in range(1, 4)]
