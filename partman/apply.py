@@ -90,6 +90,8 @@ def apply_plan(
             with guard:
                 told(table, steps)
 
+    refused: list[str] = []  # why a connection made in place of a lost one was not had
+
     def one(c: Connection, table_plan: TablePlan) -> Outcome:
         if table_plan.errors:
             return Outcome(table_plan.table, Status.ERROR, "; ".join(table_plan.errors))
@@ -97,6 +99,9 @@ def apply_plan(
             return Outcome(table_plan.table, Status.UNCHANGED)
         if table_plan.refused:
             return Outcome(table_plan.table, Status.ERROR, f"{table_plan.refused}; nothing changed")
+        if refused and c.closed:
+            return Outcome(table_plan.table, Status.ERROR, f"{table_plan.table}: the connection was lost and a new one"
+                                                           f" was refused: {refused[0]}; nothing changed for this table")
         return _apply_table(c, table_plan, by_table[table_plan.table], plan, ctx, ladder, exact, protected,
                             move_default_rows, on_done)
 
@@ -115,7 +120,11 @@ def apply_plan(
         c.prepare_threshold = None
 
     def renewed() -> Connection:  # in place of a connection whose session ended: the next tables run on it
-        c = connect()
+        try:
+            c = connect()
+        except PartmanError as exc:
+            refused.append(exc.message)
+            raise
         c.prepare_threshold = None
         return c
 

@@ -13,6 +13,7 @@ from psycopg import Connection, sql
 
 from .errors import LockBusy
 from .model import TableRef
+from .pool import STOPPING
 
 T = TypeVar("T")
 
@@ -93,7 +94,8 @@ def attempts(ladder: Ladder, what: str, conn: Optional[Connection] = None) -> It
                 f"{what}: lock not obtained in {count} attempt{'s' if count != 1 else ''} within {ladder.budget_s:g}s"
                 " (another session holds it); safe to retry"
             )
-        time.sleep(min(ladder.pause(count), remaining))
+        if STOPPING.wait(min(ladder.pause(count), remaining)):  # a parallel run is stopping (Ctrl-C): no more attempts
+            raise KeyboardInterrupt
 
 
 def with_retries(conn: Connection, ladder: Ladder, what: str, work: Callable[[], T],

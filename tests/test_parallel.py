@@ -230,3 +230,65 @@ def test_a_worker_whose_connection_is_lost_fails_that_table_alone_and_goes_on_wi
     finished = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert all(len(partitions(conn, t)) == 3 for t in TABLES[:20])
+
+
+def test_tables_after_a_lost_connection_that_cannot_be_made_again_say_why(workdir, db_url, conn):
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    role = f"gone_{uuid.uuid4().hex[:8]}"
+    conn.execute(f'CREATE ROLE "{role}" LOGIN; GRANT CREATE ON SCHEMA public TO "{role}"')
+    try:
+        for name in TABLES[:4]:
+            write_spec(workdir / "specs", spec_data(f"public.{name}", premake="2 months"), name=f"{name}.yaml")
+        holder = held_advisory_lock(db_url, TABLES[0])
+        url = psycopg.conninfo.make_conninfo(db_url, user=role)
+        args = [sys.executable, "-m", "partman", "apply", "specs", "--env", "test", "--database-url", url, "--now", NOW,
+                "--auto-approve", "--parallelism", "1", "--allow-clock-skew", "--lock-budget", "60"]
+        errors = (workdir / "stderr").open("w+")
+        proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        deadline = time.monotonic() + 60
+        while not waiting_for(conn, TABLES[0]) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        conn.execute(f'ALTER ROLE "{role}" NOLOGIN')  # no new connection for it from now on
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        proc.wait(timeout=120)
+        holder.close()
+        failures = [line for line in (workdir / "stderr").read_text().splitlines() if line.startswith("error:")]
+        assert proc.returncode == 1 and len(failures) == 4, failures
+        assert all("the connection was lost and a new one was refused" in line and "not permitted to log in" in line
+                   for line in failures[1:]), failures
+    finally:
+        conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+def test_ctrl_c_stops_workers_that_wait_between_lock_attempts(workdir, db_url, conn):
+    """Between attempts a worker sleeps, with nothing in flight to cancel: the sleep itself ends, not the budget."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for name in TABLES[:4]:
+        write_spec(workdir / "specs", spec_data(f"public.{name}", premake="2 months"), name=f"{name}.yaml")
+    holders = [held_advisory_lock(db_url, t) for t in TABLES[:2]]
+    args = [sys.executable, "-m", "partman", "apply", "specs", "--env", "test", "--database-url", db_url, "--now", NOW,
+            "--auto-approve", "--parallelism", "2", "--allow-clock-skew", "--lock-budget", "600"]
+    errors = (workdir / "stderr").open("w+")
+    proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=errors, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen, deadline = set(), time.monotonic() + 60
+    while seen != set(TABLES[:2]) and time.monotonic() < deadline and proc.poll() is None:
+        seen |= {t for t in TABLES[:2] if waiting_for(conn, t)}
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=60)  # the budget is ten times that
+    finally:
+        proc.kill()
+        for h in holders:
+            h.close()
+    assert code == 130, (workdir / "stderr").read_text()
+    assert all(conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is None for t in TABLES[:2])

@@ -124,3 +124,48 @@ def test_the_last_worker_without_a_connection_still_gives_every_unit_its_own_out
 
     results = pool.run(range(4), _losing(0, []), [Conn()], renew=renew)
     assert results == [(0, "terminated")] + [(n, "the connection is closed") for n in range(1, 4)]
+
+
+def test_a_connection_made_while_the_run_stops_starts_nothing_on_it():
+    """Ctrl-C while a worker reconnects: the cancel could not reach the connection it was still making."""
+    ran, one_started, renewing = [], threading.Event(), threading.Event()
+
+    def renew():
+        renewing.set()
+        assert pool.STOPPING.wait(5), "the run stops while this connection is made"
+        return Conn()
+
+    def work(conn, n):
+        if n == 0:  # on one worker: its connection is lost with this unit
+            one_started.wait(5)
+            conn.closed = True
+            return n
+        if n == 1:  # on the other: Ctrl-C arrives while the first reconnects for unit 2
+            one_started.set()
+            renewing.wait(5)
+            raise KeyboardInterrupt
+        ran.append(n)
+        return n
+
+    with pytest.raises(KeyboardInterrupt):
+        pool.run(range(3), work, [Conn(), Conn()], renew=renew)
+    assert ran == []
+
+
+def test_a_connection_that_cannot_be_had_is_asked_for_once_not_once_per_unit():
+    asked = []
+
+    def renew():
+        asked.append(1)
+        raise ConnectionError("no route to host")
+
+    results = pool.run(range(5), _losing(0, []), [Conn()], renew=renew)
+    assert results == [(0, "terminated")] + [(n, "the connection is closed") for n in range(1, 5)]
+    assert len(asked) == 1
+
+
+def test_a_mapped_loopback_address_and_a_loopback_hostaddr_are_this_machine():
+    assert pool.on_this_machine("::ffff:127.0.0.1")
+    conn = Conn(100, "db.internal")
+    conn.info.hostaddr = "127.0.0.1"
+    assert pool.size(conn, None, 50, cores=2) == 2
