@@ -168,16 +168,17 @@ class _Pool:
         return slot.result
 
     def _stop(self, threads: list[threading.Thread]) -> None:
-        """Nothing new starts; what is in flight is cancelled (again, for a worker that was between statements)."""
+        """Nothing new starts, the statements in flight are cancelled and the waits between lock attempts end. Once:
+        a table's own cleanup (its advisory unlock) runs uncancelled."""
         with self.changed:
             self.stop = True
+            current = list(self.current)
         STOPPING.set()
         try:
-            while any(t.is_alive() for t in threads):
-                for c in list(self.current):
-                    _cancel(c)
-                for t in threads:
-                    t.join(0.2)
+            for c in current:
+                _cancel(c)
+            for t in threads:
+                t.join()
         finally:
             STOPPING.clear()
 

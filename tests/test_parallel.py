@@ -283,6 +283,12 @@ def test_ctrl_c_stops_workers_that_wait_between_lock_attempts(workdir, db_url, c
     while seen != set(TABLES[:2]) and time.monotonic() < deadline and proc.poll() is None:
         seen |= {t for t in TABLES[:2] if waiting_for(conn, t)}
         time.sleep(0.005)
+    # Once the pauses have grown (the sixth is 1.6 to 3.2 s), both workers are seen between attempts, asleep.
+    time.sleep(3)
+    while time.monotonic() < deadline and proc.poll() is None and conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'partman' AND state = 'idle'"
+            " AND query LIKE '%%pg_advisory_lock%%'").fetchone()[0] < 2:
+        time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout=60)  # the budget is ten times that
