@@ -210,23 +210,26 @@ def test_a_worker_whose_connection_is_lost_fails_that_table_alone_and_goes_on_wi
             "--auto-approve", "--parallelism", str(workers), "--allow-clock-skew", "--lock-budget", "60"]
     errors = (workdir / "stderr").open("w+")
     proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=errors, text=True)
-    seen, deadline = set(), time.monotonic() + 60
-    while seen != set(held) and time.monotonic() < deadline and proc.poll() is None:
-        seen |= {t for t in held if waiting_for(conn, t)}
-        time.sleep(0.005)
-    assert seen == set(held), "every worker waits on a held table"
-    ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                         " WHERE application_name = 'partman' AND pid <> pg_backend_pid()").fetchone()[0]
-    assert ended == workers
-    proc.wait(timeout=120)
+    try:
+        seen, deadline = set(), time.monotonic() + 60
+        while seen != set(held) and time.monotonic() < deadline and proc.poll() is None:
+            seen |= {t for t in held if waiting_for(conn, t)}
+            time.sleep(0.005)
+        assert seen == set(held), "every worker waits on a held table"
+        ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                             " WHERE application_name = 'partman' AND pid <> pg_backend_pid()").fetchone()[0]
+        assert ended == workers
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+        for h in holders:
+            h.close()
     err = (workdir / "stderr").read_text()
     failures = [line for line in err.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and len(failures) == workers, err
     assert all("terminating connection" in line and line.endswith("[PM304]") for line in failures), err
     assert all(len(partitions(conn, t)) == 3 for t in TABLES[workers:20]), "the other tables converged"
     assert all(conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is None for t in held), "untouched"
-    for h in holders:
-        h.close()
     finished = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert all(len(partitions(conn, t)) == 3 for t in TABLES[:20])
@@ -249,13 +252,16 @@ def test_tables_after_a_lost_connection_that_cannot_be_made_again_say_why(workdi
                 "--auto-approve", "--parallelism", "1", "--allow-clock-skew", "--lock-budget", "60"]
         errors = (workdir / "stderr").open("w+")
         proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=errors, text=True)
-        deadline = time.monotonic() + 60
-        while not waiting_for(conn, TABLES[0]) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.005)
-        conn.execute(f'ALTER ROLE "{role}" NOLOGIN')  # no new connection for it from now on
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-        proc.wait(timeout=120)
-        holder.close()
+        try:
+            deadline = time.monotonic() + 60
+            while not waiting_for(conn, TABLES[0]) and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.005)
+            conn.execute(f'ALTER ROLE "{role}" NOLOGIN')  # no new connection for it from now on
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
+            holder.close()
         failures = [line for line in (workdir / "stderr").read_text().splitlines() if line.startswith("error:")]
         assert proc.returncode == 1 and len(failures) == 4, failures
         assert all("the connection was lost and a new one was refused" in line and "not permitted to log in" in line
