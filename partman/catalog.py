@@ -410,6 +410,7 @@ Probe = Callable[[TableSpec, TableState, datetime], Iterable[Partition]]
 def snapshot(
     conn: Connection, specs: Iterable[TableSpec], *, now: datetime, to_probe: Probe, state_schema: str = "public",
     digests: bool = False, ladder: Optional[Ladder] = None, another: Optional[Callable[[], Connection]] = None,
+    names_later: bool = False,
 ) -> Snapshot:
     """Read everything the planner needs about these tables in one consistent view: a fixed number of
     queries, plus the row-presence probes of the partitions to_probe names (the planner's policy:
@@ -421,17 +422,21 @@ def snapshot(
     row presence unknown: it is retried along the ladder too, and what is still locked when the budget is
     spent is named in Snapshot.busy, for the planner to plan around.
 
-    another: opens a second connection, for a companion (companion.py) on a large read."""
+    another: opens a second connection, for a companion (companion.py) on a large read.
+
+    names_later: the names a new partition may not take are read when a create first asks for one, on conn in a
+    read of its own (_NamesLater), not in this view; for a caller that plans on this thread with conn idle (plan,
+    drift), whose plan mostly has no create. A later read sees every name this one would, and those made since."""
     ladder = ladder or Ladder()
     specs = list(specs)
     rereads = 0
     for wait_ms in attempts(ladder, f"reading {state_schema}.partition_log and partition_config", conn):
         try:
             try:
-                snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms, another)
+                snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms, another, names_later)
             except Unexported:
                 another = None  # read again at once, everything asked on conn
-                snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms)
+                snap, locked = _read(conn, specs, now, to_probe, state_schema, digests, wait_ms, None, names_later)
         except psycopg.errors.LockNotAvailable:
             continue  # a state table is locked: nothing can be planned without it; try again after a pause
         except Moved:
@@ -450,7 +455,8 @@ def snapshot(
 
 
 def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Probe, state_schema: str, digests: bool,
-          wait_ms: int, another: Optional[Callable[[], Connection]] = None) -> tuple[Snapshot, set[int]]:
+          wait_ms: int, another: Optional[Callable[[], Connection]] = None, names_later: bool = False
+          ) -> tuple[Snapshot, set[int]]:
     refs = sorted({s.table for s in specs})
     schemas = [r.schema for r in refs]
     names = [r.name for r in refs]
@@ -473,7 +479,9 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         def state(on: Cursor) -> tuple:
             return _state(on, state_schema, by_table, log_exists, config_exists, digests)
 
-        jobs = [state, *_independent(conn, specs, refs, parents, oids)]
+        names = _names_question(conn, refs, oids)
+        later = _NamesLater(conn, names, wait_ms) if names_later else None
+        jobs = [state, *_independent(specs, parents), *([] if later else [lambda on: _names(on, names)])]
         if another is not None and sum(row[-1] or 0 for row in parents.values()) >= COMPANION_FROM:
             beside = Companion.start(cur, another, sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{wait_ms}ms")), jobs)
         else:
@@ -484,9 +492,9 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
             for row in cur.fetchall():
                 children.setdefault(row[0], []).append(row)
             tables = _readable_as_times(specs, {ref: _table_state(ref, parents[ref], children) for ref in refs})
-            read_state, found, shapes, others = beside.results(cur)
+            read_state, found, shapes, *others = beside.results(cur)
         tables = _with_catalog(_with_state(tables, *read_state), shapes, found)
-        taken = _taken(others, tables, children)
+        taken = _taken(later or others[0], tables, children)
         tables = _with_missing_types(cur, specs, tables)
         tables, marks_locked = _with_marks(cur, specs, tables)  # first: which partitions to probe rests on the marks
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
@@ -497,24 +505,43 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
                     surveys=surveys, unproven=unproven, pending_marks=marks_locked), locked
 
 
-def _independent(conn: Connection, specs: list[TableSpec], refs: list[TableRef], parents: dict[TableRef, tuple],
-                 oids: list[int]) -> list[Callable[[Cursor], Any]]:
+def _independent(specs: list[TableSpec], parents: dict[TableRef, tuple]) -> list[Callable[[Cursor], Any]]:
     """The catalog's questions that rest on the parents alone, not on each other's answers: foreign keys into the
-    range-partitioned parents, the parents' shapes with their partitions that differ (conformance.py), names that may
-    collide. A companion asks them from the front while the caller reads the partitions; the caller, done with those,
-    takes from the back: so the last is one the companion is seldom still asking by then, and not the costliest."""
-    pairs = outermost((r.schema, name_prefix(r.name)) for r in refs)
-    ends = [past_prefix(b, conn.info.parameter_status("server_encoding")) for _, b in pairs]
-    taken_params = {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs], "ends": ends, "parents": oids}
+    range-partitioned parents, the parents' shapes with their partitions that differ (conformance.py); the names that
+    may collide follow them when read in the view. A companion asks them from the front while the caller reads the
+    partitions; the caller, done with those, takes from the back: so the last is one the companion is seldom still
+    asking by then, and not the costliest."""
     ranged = {ref: row[2] for ref, row in parents.items() if row[2] is not None and row[3] == "p" and row[4] == "r"}
     by_table = {s.table: s for s in specs}
     wanted = [(oid, conformance.wanted(by_table[ref])) for ref, oid in ranged.items()]
+    return [lambda cur: references.read(cur, list(ranged.values())), lambda cur: conformance.read(cur, wanted)]
 
-    def taken(cur: Cursor) -> list[TableRef]:
-        cur.execute(_TAKEN_RANGE if None not in ends else _TAKEN_ALL, taken_params)
-        return [TableRef(s_, n_) for s_, n_ in cur.fetchall()]
 
-    return [lambda cur: references.read(cur, list(ranged.values())), lambda cur: conformance.read(cur, wanted), taken]
+def _names_question(conn: Connection, refs: list[TableRef], oids: list[int]) -> tuple[str, dict]:
+    """_TAKEN for these tables' name prefixes, leaving out the partitions of these parents."""
+    pairs = outermost((r.schema, name_prefix(r.name)) for r in refs)
+    ends = [past_prefix(b, conn.info.parameter_status("server_encoding")) for _, b in pairs]
+    params = {"schemas": [a for a, _ in pairs], "prefixes": [b for _, b in pairs], "ends": ends, "parents": oids}
+    return (_TAKEN_RANGE if None not in ends else _TAKEN_ALL), params
+
+
+def _names(cur: Cursor, question: tuple[str, dict]) -> list[TableRef]:
+    cur.execute(*question)
+    return [TableRef(s_, n_) for s_, n_ in cur.fetchall()]
+
+
+class _NamesLater:
+    """_TAKEN's names, read on first use in a consistent view of their own (under the read's lock_timeout): the
+    parents' partitions that view shows are left out as in the snapshot's, and the snapshot's own are taken anyway
+    (_taken). Iterated once, by Names, on the thread that plans."""
+
+    def __init__(self, conn: Connection, question: tuple[str, dict], wait_ms: int) -> None:
+        self._conn, self._question, self._wait_ms = conn, question, wait_ms
+
+    def __iter__(self) -> Iterator[TableRef]:
+        with consistent_view(self._conn) as cur:
+            cur.execute(sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{self._wait_ms}ms")))
+            return iter(_names(cur, self._question))
 
 
 def _state(cur: Cursor, state_schema: str, by_table: dict, log_exists: bool, config_exists: bool, digests: bool
@@ -577,7 +604,7 @@ def _calendar(space, value) -> bool:
 _FIRST, _LAST = datetime(2, 1, 1, tzinfo=timezone.utc), datetime(9998, 12, 31, tzinfo=timezone.utc)
 
 
-def _taken(others: list[TableRef], tables: dict[TableRef, TableState], children: dict[int, list]) -> Names:
+def _taken(others: Iterable[TableRef], tables: dict[TableRef, TableState], children: dict[int, list]) -> Names:
     """The names _TAKEN found and those of the parents' partitions, which it leaves out: the refs the partitions
     hold already, and new ones only for the partitions whose bounds partman could not read."""
     def names() -> Iterator[TableRef]:

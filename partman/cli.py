@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import copy
 import os
 import sys
 from pathlib import Path
@@ -285,11 +286,27 @@ def help_(command: Annotated[Optional[List[str]], typer.Argument(metavar="[COMMA
 
 
 def _run(argv: List[str]) -> int:
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(_only_the_command(argv))
     code = command.main(args=argv, prog_name="partman", standalone_mode=False)
     if code == 130:  # typer turns Ctrl-C into a silent exit 130; no command returns 130 itself
         raise KeyboardInterrupt
     return code if isinstance(code, int) else 0
+
+
+def _only_the_command(argv: List[str]):
+    """The app with only the command argv runs: typer builds a command from its signature, about 3 ms each, so
+    building all of them cost a plan over many tables a twentieth of its time. The whole app where the command is
+    unknown (click then lists them), where no command is named, and for shell completion, which walks them all."""
+    name = next((arg for arg in argv if not arg.startswith("-")), None)
+    if name is None or os.environ.get("_PARTMAN_COMPLETE"):
+        return app
+    commands = [c for c in app.registered_commands if (c.name or typer.main.get_command_name(c.callback.__name__)) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    only = copy.copy(app)
+    only.registered_commands, only.registered_groups = commands, groups
+    return only
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -25,13 +25,14 @@ def observe(
 ) -> tuple[Snapshot, Plan]:
     """The snapshot and the plan computed from it, with the rows a create would have to move out of a
     default partition counted (one more question, asked only if some default holds rows), and the rows of
-    each partition leaving or returning without a statistics estimate (one more, asked only if there is one)."""
+    each partition leaving or returning without a statistics estimate (one more, asked only if there is one).
+    Without digests (plan, drift), the names a create may not take are read only if the plan has a create."""
     specs = list(specs)
     ladder = ladder or Ladder()
     for _ in range(catalog.MAX_REREADS):
         try:
             snap = catalog.snapshot(conn, specs, now=now, to_probe=planner.presence_needed, state_schema=state_schema,
-                                    digests=digests, ladder=ladder, another=another)
+                                    digests=digests, ladder=ladder, another=another, names_later=not digests)
             the_plan = planner.plan(specs, snap, now=now, env=env)
             the_plan = _count_default_rows(conn, specs, snap, the_plan, ladder)
             the_plan = _count_references(conn, snap, the_plan, ladder,

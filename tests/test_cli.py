@@ -167,3 +167,14 @@ def test_the_schema_command_prints_the_shipped_schema(capsys):
     result = run_cli(capsys, "schema")
     assert result.code == 0
     assert json.loads(result.out)["title"] == "partman table spec"
+
+
+def test_a_command_runs_with_only_itself_built_and_an_unknown_one_still_lists_them_all(capsys):
+    from partman import cli
+
+    assert [c.callback.__name__ for c in cli._only_the_command(["-q", "plan", "specs"]).registered_commands] == ["plan"]
+    assert [g.name for g in cli._only_the_command(["dev", "status"]).registered_groups] == ["dev"]
+    assert cli._only_the_command(["--help"]) is cli.app
+    assert cli._only_the_command(["pla", "specs"]) is cli.app
+    result = run_cli(capsys, "pla", "specs")
+    assert result.code == 64 and "Did you mean 'plan'?" in result.err

@@ -103,3 +103,21 @@ def test_a_name_under_a_longer_table_name_is_found_when_a_shorter_one_covers_it(
     result = cli(capsys, db_url, "apply", "2027-02-15T00:00Z", "--auto-approve")
     assert result.code == 0, result.err
     assert "public.bookings_archive_2027_03_2" in result.out and "public.bookings_2027_03 " in result.out
+
+
+def test_plan_reads_the_names_in_use_only_when_it_has_a_create_and_still_avoids_them(capsys, workdir, db_url, conn,
+                                                                                    monkeypatch):
+    from partman import catalog
+
+    asked = []
+    real = catalog._names
+    monkeypatch.setattr(catalog, "_names", lambda cur, question: asked.append(1) or real(cur, question))
+    conn.execute("CREATE TABLE public.bookings_2027_05 (x int)")
+    write_spec(workdir / "specs", spec_data(interval="monthly", premake="2 months"))
+    assert cli(capsys, db_url, "apply", "2027-02-15T00:00Z", "--auto-approve").code == 0
+    asked.clear()
+    assert cli(capsys, db_url, "plan", "2027-02-15T00:00Z", "--detailed-exitcode").code == 0
+    assert asked == [], "nothing to create: no name was wanted"
+    plan = cli(capsys, db_url, "plan", "2027-03-15T00:00Z")
+    assert "+ create   public.bookings_2027_05_2" in plan.out, plan.out
+    assert asked == [1]
