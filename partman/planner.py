@@ -285,13 +285,14 @@ def _existing(t: _Table, has_rows: dict[int, bool], now_key: KeyValue, busy: fro
     # table's plan is mostly this loop.
     for p in t.state.partitions:
         bounds = p.bounds
-        log_key = (bounds.start, bounds.end) if as_is else log_range(bounds)
-        is_managed = log_key in managed
-        expired = cutoff is not None and bounds.end is not None and bounds.end <= cutoff
-        future = bounds.start is not None and bounds.start > now_key
+        start, end = bounds.start, bounds.end
+        is_managed = ((start, end) if as_is else log_range(bounds)) in managed
+        expired = cutoff is not None and end is not None and end <= cutoff
+        future = start is not None and start > now_key
         if is_managed and not expired and not future and not p.detach_pending:
             obstacles.append(bounds)
             continue
+        log_key = (start, end) if as_is else log_range(bounds)
         if p.detach_pending:
             if _interrupted(t, p, pending.get(log_key)):
                 obstacles.append(bounds)
@@ -826,7 +827,9 @@ def _gaps(window: Bounds, obstacles: list[Bounds]) -> list[Bounds]:
     """The parts of a bounded window that no obstacle covers."""
     gaps = []
     cursor = window.start
-    ordered = [b for b in obstacles if b.start is None] + sorted((b for b in obstacles if b.start is not None), key=_START)
+    # What ends before the window cannot cut it (most of a large table): left out before sorting.
+    reaching = [b for b in obstacles if b.end is None or b.end > cursor]
+    ordered = [b for b in reaching if b.start is None] + sorted([b for b in reaching if b.start is not None], key=_START)
     for ob in ordered:
         if ob.end is not None and ob.end <= cursor:
             continue

@@ -176,7 +176,7 @@ class Grid:
         """True when bounds are exactly one aligned slot of this grid."""
         if bounds.start is None or bounds.end is None:
             return False
-        return self.slot(self.floor(bounds.start)) == bounds
+        return _is_slot(self, bounds)
 
     def pieces(self, gap: Bounds) -> Iterator[Bounds]:
         """Cut a bounded gap at the grid's boundaries: aligned slots, with shorter bridges at the edges."""
@@ -189,6 +189,12 @@ class Grid:
                 return
             yield Bounds(max(slot.start, gap.start), min(slot.end, gap.end))
             boundary = self.interval.next(boundary)
+
+
+@lru_cache(maxsize=1 << 16)
+def _is_slot(grid: Grid, bounds: Bounds) -> bool:
+    # Cached: every table of an interval and zone asks it of the same future partitions, in each pass of a plan.
+    return grid.slot(grid.floor(bounds.start)) == bounds
 
 
 def window(grid, now: datetime, premake, history_from=None) -> Bounds:
