@@ -259,9 +259,10 @@ def _walk(directory: Path) -> Iterator[Path]:
 
     for root, _, names in os.walk(directory, onerror=fail):
         for name in names:
-            file = Path(root) / name
-            if file.suffix in SPEC_SUFFIXES and file.is_file():
-                yield file
+            if os.path.splitext(name)[1] in SPEC_SUFFIXES:  # as Path.suffix reads it, without a Path per name
+                file = Path(root) / name
+                if file.is_file():
+                    yield file
 
 
 def load_specs(paths: Iterable[Path], env: str, known_envs: Optional[Iterable[str]] = None) -> list[TableSpec]:

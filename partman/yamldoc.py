@@ -78,22 +78,36 @@ def _read(path: Path) -> bytes:
         fd = os.open(path, flags)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         info = os.fstat(fd)  # of what was opened, not of what the name points to by now
         if not stat.S_ISREG(info.st_mode):
             raise SpecError(f"{path}:1: not a regular file; name a spec file or a directory of them")
         if info.st_size > MAX_FILE_BYTES:
             raise SpecError(f"{path}:1: larger than {MAX_FILE_BYTES >> 20} MiB; not a spec file")
         try:
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = _read_all(fd, MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     # Kernel files (/proc/self/environ: the environment, secrets included) say size 0 and still have content.
     if info.st_size == 0 and data:
         raise SpecError(f"{path}:1: not a regular file (it reports no size, like a /proc file); not read")
     if len(data) > MAX_FILE_BYTES:
         raise SpecError(f"{path}:1: larger than {MAX_FILE_BYTES >> 20} MiB; not a spec file")
     return data
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    """Up to limit bytes, read straight from the descriptor (a spec is one read; no buffered file object per file)."""
+    chunks, left = [], limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -141,6 +155,14 @@ class _Converter:
     @contextmanager
     def inside(self, node: yaml.Node) -> Iterator[None]:
         """While converting node: charge it to the budget and refuse cycles, depth and unusual tags."""
+        self.enter(node)
+        try:
+            yield
+        finally:
+            self.open.discard(id(node))
+
+    def enter(self, node: yaml.Node) -> None:
+        """inside()'s checks, for value(), which runs once per value and is cheaper without a context manager."""
         self.left -= 1
         if self.left < 0:
             raise self.fail(node, f"aliases expand this file past {MAX_NODES} values; refused (an alias bomb?)")
@@ -152,14 +174,11 @@ class _Converter:
         if expected and node.tag != expected:
             raise self.fail(node, f"tag {shown(_short(node.tag))} is not allowed in a spec (plain YAML only)")
         self.open.add(id(node))
-        try:
-            yield
-        finally:
-            self.open.discard(id(node))
 
     def value(self, node: yaml.Node, at: JsonPath) -> Any:
         self.doc.lines.setdefault(at, node.start_mark.line + 1)
-        with self.inside(node):
+        self.enter(node)
+        try:
             if isinstance(node, yaml.MappingNode):
                 out = {}
                 for key, (key_node, value_node) in self.pairs(node).items():
@@ -169,6 +188,8 @@ class _Converter:
             if isinstance(node, yaml.SequenceNode):
                 return [self.value(item, at + (i,)) for i, item in enumerate(node.value)]
             return self.scalar(node, at)
+        finally:
+            self.open.discard(id(node))
 
     def pairs(self, node: yaml.MappingNode) -> dict:
         """key -> (key node, value node), with '<<' merges as SafeLoader applies them: the mapping's own keys
