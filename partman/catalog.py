@@ -68,15 +68,15 @@ _SESSION = _SETTINGS.format(lock_timeout="%(lock_timeout)s") + """,
 
 _PARENTS = """
 SELECT r.schema, r.name, c.oid, c.relkind, pt.partstrat,
-       (SELECT array_agg(coalesce(a.attname, '(expression)') ORDER BY k.i)
-          FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, i)
-          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_columns,
+       (SELECT array_agg(coalesce((SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = k.attnum),
+                                  '(expression)') ORDER BY k.i)
+          FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, i)) AS key_columns,
        (SELECT format_type(a.atttypid, a.atttypmod)
           FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum = (pt.partattrs::int2[])[0]) AS key_type,
        n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
        c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner),
-       c.reltuples >= 0, (SELECT greatest(s.last_analyze, s.last_autoanalyze) FROM pg_stat_all_tables s WHERE s.relid = c.oid),
+       c.reltuples >= 0, greatest(pg_stat_get_last_analyze_time(c.oid), pg_stat_get_last_autoanalyze_time(c.oid)),
        seq.nspname, seq.relname, seq.oid, seq.seqincrement, seq.readable,
        EXISTS (SELECT 1 FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid JOIN pg_am am ON am.oid = xc.relam
                 WHERE x.indrelid = c.oid AND x.indkey[0] = (pt.partattrs::int2[])[0] AND x.indpred IS NULL

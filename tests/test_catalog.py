@@ -216,3 +216,19 @@ def test_tables_of_every_key_kind_take_the_same_number_of_queries_as_a_few(db_ur
     mark = snap.tables[TableRef("public", "k_id7")].id_mark
     assert (mark.sequence, mark.sequence_value, mark.indexed) == (TableRef("public", "k_id7_k_seq"), 1, True)
     assert (mark.largest, mark.largest_known) == (1234, True), "rows past the sequence's next value are found"
+
+
+def test_a_parent_reads_its_key_columns_in_order_an_expression_as_such_and_when_it_was_analyzed(db_url, conn):
+    conn.execute("CREATE TABLE by_two (a timestamptz, b int) PARTITION BY RANGE (b, a)")
+    conn.execute("CREATE TABLE by_expression (a timestamptz, b text) PARTITION BY RANGE (lower(b))")
+    conn.execute("CREATE TABLE by_one (a timestamptz) PARTITION BY RANGE (a)")
+    conn.execute("CREATE TABLE by_one_2027 PARTITION OF by_one FOR VALUES FROM ('2027-01-01Z') TO ('2028-01-01Z')")
+    conn.execute("INSERT INTO by_one VALUES ('2027-02-01Z')")
+    conn.execute("ANALYZE by_one")
+    specs = [spec("monthly", table=TableRef("public", name)) for name in ("by_two", "by_expression", "by_one")]
+    _, snap = _count_snapshot(db_url, specs)
+    tables = {ref.name: t for ref, t in snap.tables.items()}
+    assert tables["by_two"].key_columns == ("b", "a")
+    assert tables["by_expression"].key_columns == ("(expression)",)
+    assert tables["by_one"].key_columns == ("a",) and tables["by_one"].key_type_name == "timestamp with time zone"
+    assert tables["by_one"].statistics.at is not None and tables["by_two"].statistics.at is None
