@@ -232,3 +232,20 @@ def test_a_parent_reads_its_key_columns_in_order_an_expression_as_such_and_when_
     assert tables["by_expression"].key_columns == ("(expression)",)
     assert tables["by_one"].key_columns == ("a",) and tables["by_one"].key_type_name == "timestamp with time zone"
     assert tables["by_one"].statistics.at is not None and tables["by_two"].statistics.at is None
+
+
+def test_the_log_high_water_mark_counts_dropped_rows_and_is_none_for_a_table_without_any(db_url, conn):
+    from partman.audit import state_ddl
+
+    conn.execute(state_ddl("public"))
+    specs = _make_tables(conn, 2, 1, start="2027-01-01 00:00+00")
+    insert = """INSERT INTO partition_log (parent_schema, parent_name, partition_schema, partition_name, range_start,
+                                           range_end, dropped_at)
+                VALUES ('public', 't1', 'public', %s, %s, %s, %s) RETURNING id"""
+    conn.execute(insert, ("t1_0", "2027-01-01Z", "2027-02-01Z", None))
+    dropped = conn.execute(insert, ("t1_old", "2026-01-01Z", "2026-02-01Z", "2026-06-01Z")).fetchone()[0]
+    _, snap = _count_snapshot(db_url, specs)
+    t1, t2 = snap.tables[TableRef("public", "t1")], snap.tables[TableRef("public", "t2")]
+    assert t1.log_high_water == dropped
+    assert t1.managed == frozenset({(datetime(2027, 1, 1, tzinfo=timezone.utc), datetime(2027, 2, 1, tzinfo=timezone.utc))})
+    assert t2.log_high_water is None and t2.managed == frozenset()
