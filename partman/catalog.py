@@ -480,7 +480,7 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
                 children.setdefault(row[0], []).append(row)
             tables = _readable_as_times(specs, {ref: _table_state(ref, parents[ref], children) for ref in refs})
             read_state, found, shapes, *others = beside.results(cur)
-        tables = _with_catalog(_with_state(tables, *read_state), shapes, found)
+        tables = _with_answers(tables, read_state, shapes, found)
         taken = _taken(later or others[0], tables, children)
         tables = _with_missing_types(cur, specs, tables)
         tables, marks_locked = _with_marks(cur, specs, tables)  # first: which partitions to probe rests on the marks
@@ -545,18 +545,15 @@ def _state(cur: Cursor, state_schema: str, by_table: dict, log_exists: bool, con
     return managed, detached, summary, configs
 
 
-def _with_state(tables: dict[TableRef, TableState], managed: dict, detached: dict, summary: dict, configs: dict
-                ) -> dict[TableRef, TableState]:
+def _with_answers(tables: dict[TableRef, TableState], read_state: tuple, shapes: conformance.Shapes, found: dict
+                  ) -> dict[TableRef, TableState]:
+    """partman's state (_state), the parents' shapes and the foreign keys into them (_independent's questions), in
+    one replace per table: a replace builds the whole value again."""
+    managed, detached, summary, configs = read_state
     return {ref: replace(t, managed=managed.get((ref.schema, ref.name), frozenset()),
                          detached=tuple(detached.get((ref.schema, ref.name), ())), config=configs.get(ref),
-                         log_high_water=summary[ref][1], digest=summary[ref][0])
-            for ref, t in tables.items()}
-
-
-def _with_catalog(tables: dict[TableRef, TableState], shapes: conformance.Shapes, found: dict) -> dict[TableRef, TableState]:
-    """The parents' shapes and the foreign keys into them, from _independent's questions."""
-    return {ref: replace(t, references=found.get(t.oid, ()), shape=shapes.parents.get(t.oid),
-                         drifted=shapes.partitions.get(t.oid, {}))
+                         log_high_water=summary[ref][1], digest=summary[ref][0], references=found.get(t.oid, ()),
+                         shape=shapes.parents.get(t.oid), drifted=shapes.partitions.get(t.oid, {}))
             for ref, t in tables.items()}
 
 
@@ -880,17 +877,8 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> Tab
     sequence = TableRef(seq_schema, seq_name) if seq_name else None
     mark = IdMark(sequence, None, sequence_oid, sequence is None or bool(sequence_readable), indexed=indexed,
                   sharing=tuple(sharing or ()), increment=increment or 1)
-    state = TableState(
-        ref,
-        oid=oid,
-        strategy=_STRATEGY.get(strat) if relkind == "p" else None,
-        key_columns=tuple(key_columns or ()),
-        key_type_name=key_type_name,
-        access=access,
-        statistics=Statistics(bool(analyzed), analyzed_at),
-        id_mark=mark,
-    )
-    key_type = state.key_type if len(state.key_columns) == 1 else None
+    key_columns = tuple(key_columns or ())
+    key_type = KeyType.from_catalog(key_type_name) if key_type_name and len(key_columns) == 1 else None
     partitions, unbounded, unparsed, default = [], [], [], None
     read = Partition.read
     for _, child_oid, schema, name, expr, reltuples, detach_pending in children.get(oid, []):
@@ -905,7 +893,19 @@ def _table_state(ref: TableRef, parent: tuple, children: dict[int, list]) -> Tab
             (partitions if bounds.start is not None else unbounded).append(
                 read(child_oid, schema, name, bounds, estimate, bool(detach_pending)))
     partitions.sort(key=_START)
-    return replace(state, partitions=tuple(unbounded + partitions), unparsed=tuple(unparsed), default=default)
+    return TableState(
+        ref,
+        oid=oid,
+        strategy=_STRATEGY.get(strat) if relkind == "p" else None,
+        key_columns=key_columns,
+        key_type_name=key_type_name,
+        partitions=tuple(unbounded + partitions),
+        default=default,
+        unparsed=tuple(unparsed),
+        access=access,
+        statistics=Statistics(bool(analyzed), analyzed_at),
+        id_mark=mark,
+    )
 
 
 _START = attrgetter("bounds.start")  # MINVALUE's partition, whose start is None, sorts first (kept apart)
