@@ -234,7 +234,7 @@ def test_a_parent_reads_its_key_columns_in_order_an_expression_as_such_and_when_
     assert tables["by_one"].statistics.at is not None and tables["by_two"].statistics.at is None
 
 
-def test_the_log_high_water_mark_counts_dropped_rows_and_is_none_for_a_table_without_any(db_url, conn):
+def test_the_log_reads_each_range_to_the_microsecond_and_a_high_water_mark_counting_dropped_rows(db_url, conn):
     from partman.audit import state_ddl
 
     conn.execute(state_ddl("public"))
@@ -243,9 +243,16 @@ def test_the_log_high_water_mark_counts_dropped_rows_and_is_none_for_a_table_wit
                                            range_end, dropped_at)
                 VALUES ('public', 't1', 'public', %s, %s, %s, %s) RETURNING id"""
     conn.execute(insert, ("t1_0", "2027-01-01Z", "2027-02-01Z", None))
+    conn.execute(insert, ("t1_first", "-infinity", "1999-12-31 23:59:59.999999Z", None))
+    conn.execute(insert, ("t1_last", "2027-02-01 00:00:00.000001+05", "infinity", None))
     dropped = conn.execute(insert, ("t1_old", "2026-01-01Z", "2026-02-01Z", "2026-06-01Z")).fetchone()[0]
     _, snap = _count_snapshot(db_url, specs)
     t1, t2 = snap.tables[TableRef("public", "t1")], snap.tables[TableRef("public", "t2")]
     assert t1.log_high_water == dropped
-    assert t1.managed == frozenset({(datetime(2027, 1, 1, tzinfo=timezone.utc), datetime(2027, 2, 1, tzinfo=timezone.utc))})
+    utc = timezone.utc
+    assert t1.managed == frozenset({
+        (datetime(2027, 1, 1, tzinfo=utc), datetime(2027, 2, 1, tzinfo=utc)),
+        (None, datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=utc)),
+        (datetime(2027, 1, 31, 19, 0, 0, 1, tzinfo=utc), None),
+    }), "instants before and after 2000, to the microsecond, and the infinities as None"
     assert t2.log_high_water is None and t2.managed == frozenset()
