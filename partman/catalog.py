@@ -475,9 +475,10 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         else:
             beside = Companion(jobs)
         with beside:
-            cur.execute(_PARTITIONS, {"parents": oids})
+            with conn.cursor(binary=True) as binary:  # oids, reltuples and flags as they are: a fifth less to load
+                rows = binary.execute(_PARTITIONS, {"parents": oids}).fetchall()
             children: dict[int, list] = {}
-            for row in cur.fetchall():
+            for row in rows:
                 children.setdefault(row[0], []).append(row)
             tables = _readable_as_times(specs, {ref: _table_state(ref, parents[ref], children) for ref in refs})
             read_state, found, shapes, *others = beside.results(cur)
