@@ -73,7 +73,9 @@ def test_a_million_rows_are_converted_while_writers_and_readers_go_on(capsys, wo
         client.ready.wait(10)
     try:
         time.sleep(0.3)
-        result = run_cli(capsys, "apply", "specs", "--database-url", db_url, "--auto-approve")
+        # Two readers scan the million rows back to back: on a loaded machine the swap may find a moment between
+        # them only after the default 30 s of attempts. What this pins is that nothing fails or is lost meanwhile.
+        result = run_cli(capsys, "apply", "specs", "--database-url", db_url, "--auto-approve", "--lock-budget", "120")
         time.sleep(0.3)
     finally:
         for client in clients:
