@@ -65,6 +65,7 @@ def build(url: str, tables: int, partitions: int) -> None:
         )
         c.execute("CALL bench_make(%s, %s)", (tables, partitions))
         c.execute("VACUUM ANALYZE")
+        c.execute("CHECKPOINT")  # the build's dirty pages written now, not by the checkpointer during the first runs
 
 
 def write_specs(directory: Path, tables: int, partitions: int) -> None:
