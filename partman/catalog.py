@@ -412,9 +412,9 @@ def snapshot(
 
     another: opens a second connection, for a companion (companion.py) on a large read.
 
-    names_later: the names a new partition may not take are read when a create first asks for one, on conn in a
-    read of its own (_NamesLater), not in this view; for a caller that plans on this thread with conn idle (plan,
-    drift), whose plan mostly has no create. A later read sees every name this one would, and those made since."""
+    names_later: the names a new partition may not take are left unread (naming.Names(unread=True)): a plan that
+    has a create raises NamesUnread, and its caller reads them (with_names_in_use) and plans again. For plan and
+    drift, whose plan mostly has none."""
     ladder = ladder or Ladder()
     specs = list(specs)
     rereads = 0
@@ -468,8 +468,7 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
             return _state(on, state_schema, by_table, log_exists, config_exists, digests)
 
         names = _names_question(conn, refs, oids)
-        later = _NamesLater(conn, names, wait_ms) if names_later else None
-        jobs = [state, *_independent(specs, parents), *([] if later else [lambda on: _names(on, names)])]
+        jobs = [state, *_independent(specs, parents), *([] if names_later else [lambda on: _names(on, names)])]
         if another is not None and sum(row[-1] or 0 for row in parents.values()) >= COMPANION_FROM:
             beside = Companion.start(cur, another, sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{wait_ms}ms")), jobs)
         else:
@@ -483,7 +482,7 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
             tables = _readable_as_times(specs, {ref: _table_state(ref, parents[ref], children) for ref in refs})
             read_state, found, shapes, *others = beside.results(cur)
         tables = _with_answers(tables, read_state, shapes, found)
-        taken = _taken(later or others[0], tables, children)
+        taken = _taken(others[0] if others else (), tables, children, unread=names_later)
         tables = _with_missing_types(cur, specs, tables)
         tables, marks_locked = _with_marks(cur, specs, tables)  # first: which partitions to probe rests on the marks
         needed = {p.oid: p.ref for s in specs for p in to_probe(s, tables[s.table], now)}
@@ -519,18 +518,16 @@ def _names(cur: Cursor, question: tuple[str, dict]) -> list[TableRef]:
     return [TableRef(s_, n_) for s_, n_ in cur.fetchall()]
 
 
-class _NamesLater:
-    """_TAKEN's names, read on first use in a consistent view of their own (under the read's lock_timeout): the
-    parents' partitions that view shows are left out as in the snapshot's, and the snapshot's own are taken anyway
-    (_taken). Iterated once, by Names, on the thread that plans."""
-
-    def __init__(self, conn: Connection, question: tuple[str, dict], wait_ms: int) -> None:
-        self._conn, self._question, self._wait_ms = conn, question, wait_ms
-
-    def __iter__(self) -> Iterator[TableRef]:
-        with consistent_view(self._conn) as cur:
-            cur.execute(sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{self._wait_ms}ms")))
-            return iter(_names(cur, self._question))
+def with_names_in_use(conn: Connection, snap: Snapshot, ladder: Ladder) -> Snapshot:
+    """The snapshot with the names _TAKEN finds, which a read with names_later left unread, read now in a consistent
+    view of their own: the parents' partitions that view shows are left out, and the snapshot's own stay taken
+    (_taken). A later read sees every name the snapshot's would have, and those made since."""
+    refs = sorted(snap.tables)
+    oids = [t.oid for t in snap.tables.values() if t.oid is not None]
+    with consistent_view(conn) as cur:
+        cur.execute(sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{ladder.first_ms}ms")))
+        found = _names(cur, _names_question(conn, refs, oids))
+    return replace(snap, taken_names=snap.taken_names.read(found))
 
 
 def _state(cur: Cursor, state_schema: str, by_table: dict, log_exists: bool, config_exists: bool, digests: bool
@@ -590,7 +587,8 @@ def _calendar(space, value) -> bool:
 _FIRST, _LAST = datetime(2, 1, 1, tzinfo=timezone.utc), datetime(9998, 12, 31, tzinfo=timezone.utc)
 
 
-def _taken(others: Iterable[TableRef], tables: dict[TableRef, TableState], children: dict[int, list]) -> Names:
+def _taken(others: Iterable[TableRef], tables: dict[TableRef, TableState], children: dict[int, list],
+           unread: bool = False) -> Names:
     """The names _TAKEN found and those of the parents' partitions, which it leaves out: the refs the partitions
     hold already, and new ones only for the partitions whose bounds partman could not read."""
     def names() -> Iterator[TableRef]:
@@ -599,7 +597,7 @@ def _taken(others: Iterable[TableRef], tables: dict[TableRef, TableState], child
         yield from known.values()
         yield from (TableRef(row[2], row[3]) for rows in children.values() for row in rows if row[1] not in known)
 
-    return Names(names())  # made when a create first asks for a name
+    return Names(names(), unread=unread)  # made when a create first asks for a name
 
 
 _UNPROVEN = """

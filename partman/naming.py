@@ -14,17 +14,31 @@ from .timeline import Grid
 MAX_BYTES = 63
 
 
+class NamesUnread(Exception):
+    """A plan asked for a name where the names in use were left unread (catalog.snapshot(names_later=True)): the
+    shell reads them (catalog.with_names_in_use) and plans again. The planner itself never reads."""
+
+
 class Names(Set):
     """Relation names read from the catalog, as one set made on first use. A plan with no create never asks it,
-    and a large database holds tens of thousands of names (every partition's)."""
+    and a large database holds tens of thousands of names (every partition's). unread: the catalog's own question
+    was not asked; any use raises NamesUnread, and read() gives the set with its answer."""
 
-    def __init__(self, *groups: Iterable[TableRef]) -> None:
+    def __init__(self, *groups: Iterable[TableRef], unread: bool = False) -> None:
         self._groups: tuple = groups
         self._set: Optional[frozenset] = None
+        self._unread = unread
         self._making = threading.Lock()  # a snapshot may be read from several threads: its groups are run once
+
+    def read(self, group: Iterable[TableRef]) -> "Names":
+        """These names with the catalog's answer added (only of a set left unread)."""
+        assert self._unread
+        return Names(group, *self._groups)
 
     @property
     def _all(self) -> frozenset:
+        if self._unread:
+            raise NamesUnread()
         if self._set is None:
             with self._making:
                 if self._set is None:
@@ -41,7 +55,7 @@ class Names(Set):
         return len(self._all)
 
     def __repr__(self) -> str:
-        return f"Names({set(self._all)!r})"
+        return "Names(unread)" if self._unread else f"Names({set(self._all)!r})"
 
     __hash__ = Set._hash
 

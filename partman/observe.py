@@ -14,6 +14,7 @@ from .catalog import Moved
 from .errors import CatalogError
 from .lock import Ladder
 from .moves import in_range_count
+from .naming import NamesUnread
 from .plan import ROW_FIGURED, ActionKind, Plan, Reason
 from .snapshot import Snapshot
 from .spec import TableSpec
@@ -33,7 +34,11 @@ def observe(
         try:
             snap = catalog.snapshot(conn, specs, now=now, to_probe=planner.presence_needed, state_schema=state_schema,
                                     digests=digests, ladder=ladder, another=another, names_later=not digests)
-            the_plan = planner.plan(specs, snap, now=now, env=env)
+            try:
+                the_plan = planner.plan(specs, snap, now=now, env=env)
+            except NamesUnread:  # a create wants a name: the names in use are read, and the plan made again
+                snap = catalog.with_names_in_use(conn, snap, ladder)
+                the_plan = planner.plan(specs, snap, now=now, env=env)
             the_plan = _count_default_rows(conn, specs, snap, the_plan, ladder)
             the_plan = _count_references(conn, snap, the_plan, ladder,
                                          frozenset(s.table for s in specs if s.on_reference == "cascade"))

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 
+import pytest
+
+from helpers import spec
+
+from partman import planner
 from partman.model import TableRef
-from partman.naming import Names, Taken
+from partman.naming import Names, NamesUnread, Taken
+from partman.snapshot import Snapshot, TableState
 
 
 def refs(n: int, stem: str = "t"):
@@ -41,3 +48,22 @@ def test_taken_adds_the_names_a_plan_gives_out_without_touching_those_read():
     taken.add(TableRef("public", "new"))
     assert TableRef("public", "new") in taken and TableRef("public", "t_1") in taken
     assert TableRef("public", "new") not in read
+
+
+def test_names_left_unread_refuse_every_use_until_read_and_then_hold_the_answer_too():
+    unread = Names(refs(2), unread=True)
+    for use in (lambda: TableRef("public", "t_1") in unread, lambda: len(unread), lambda: list(unread)):
+        with pytest.raises(NamesUnread):
+            use()
+    assert repr(unread) == "Names(unread)"
+    read = unread.read([TableRef("public", "other")])
+    assert read == {TableRef("public", "other"), *refs(2)}
+
+
+def test_the_planner_asks_for_unread_names_by_raising_and_reads_nothing_itself():
+    wanted = spec("monthly")  # a table to create: its partitions want names
+    snap = Snapshot(tables={wanted.table: TableState(wanted.table)}, taken_names=Names(unread=True))
+    with pytest.raises(NamesUnread):
+        planner.plan([wanted], snap, now=datetime(2027, 2, 15, tzinfo=timezone.utc), env="test")
+    full = Snapshot(tables=snap.tables, taken_names=snap.taken_names.read([]))
+    assert planner.plan([wanted], full, now=datetime(2027, 2, 15, tzinfo=timezone.utc), env="test").changes
