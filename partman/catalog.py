@@ -524,9 +524,14 @@ def with_names_in_use(conn: Connection, snap: Snapshot, ladder: Ladder) -> Snaps
     (_taken). A later read sees every name the snapshot's would have, and those made since."""
     refs = sorted(snap.tables)
     oids = [t.oid for t in snap.tables.values() if t.oid is not None]
-    with consistent_view(conn) as cur:
-        cur.execute(sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{ladder.first_ms}ms")))
-        found = _names(cur, _names_question(conn, refs, oids))
+    for wait_ms in attempts(ladder, "reading the names in use", conn):
+        try:
+            with consistent_view(conn) as cur:
+                cur.execute(sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{wait_ms}ms")))
+                found = _names(cur, _names_question(conn, refs, oids))
+        except psycopg.errors.LockNotAvailable:  # a catalog locked (VACUUM FULL pg_class): try again after a pause
+            continue
+        break
     return replace(snap, taken_names=snap.taken_names.read(found))
 
 
