@@ -467,8 +467,8 @@ def _read(conn: Connection, specs: list[TableSpec], now: datetime, to_probe: Pro
         def state(on: Cursor) -> tuple:
             return _state(on, state_schema, by_table, log_exists, config_exists, digests)
 
-        names = _names_question(conn, refs, oids)
-        jobs = [state, *_independent(specs, parents), *([] if names_later else [lambda on: _names(on, names)])]
+        names = [] if names_later else [lambda on: _names(on, _names_question(conn, refs, oids))]
+        jobs = [state, *_independent(specs, parents), *names]
         if another is not None and sum(row[-1] or 0 for row in parents.values()) >= COMPANION_FROM:
             beside = Companion.start(cur, another, sql.SQL(_SETTINGS).format(lock_timeout=sql.Literal(f"{wait_ms}ms")), jobs)
         else:
@@ -743,7 +743,7 @@ def _log_rows(cur: Cursor, state_schema: str, by_table: dict) -> tuple[dict, dic
     with cur.connection.cursor(binary=True) as binary:
         binary.adapters.register_loader("timestamptz", Int8BinaryLoader)
         rows = binary.execute(sql.SQL(_LOG).format(log=log), by_table).fetchall()
-    instant = _instants(rows).__getitem__
+    instant = _instants(rows, f"{state_schema}.partition_log").__getitem__
     for schema, name, starts, ends, high in rows:
         managed[(schema, name)] = frozenset(zip(map(instant, starts), map(instant, ends))) if starts else frozenset()
         high_waters[(schema, name)] = high
@@ -758,7 +758,7 @@ def _log_rows(cur: Cursor, state_schema: str, by_table: dict) -> tuple[dict, dic
 _POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
-def _instants(rows: list) -> dict:
+def _instants(rows: list, log: str) -> dict:
     """Each microsecond count of the rows' ranges as its UTC datetime (None stays None)."""
     distinct: set = set()
     for _, _, starts, ends, _ in rows:
@@ -768,7 +768,8 @@ def _instants(rows: list) -> dict:
     try:
         instants = {us: _POSTGRES_EPOCH + timedelta(microseconds=us) for us in distinct}
     except OverflowError:
-        raise psycopg.DataError("a partition_log range is beyond the years Python can hold") from None
+        raise CatalogError(f"{log} holds a range bound past the year 9999, which partman cannot read;"
+                           " correct that row (range_start, range_end)") from None
     instants[None] = None
     return instants
 

@@ -256,3 +256,15 @@ def test_the_log_reads_each_range_to_the_microsecond_and_a_high_water_mark_count
         (datetime(2027, 1, 31, 19, 0, 0, 1, tzinfo=utc), None),
     }), "instants before and after 2000, to the microsecond, and the infinities as None"
     assert t2.log_high_water is None and t2.managed == frozenset()
+
+
+def test_a_log_range_past_the_calendar_is_one_error_naming_the_log(db_url, conn):
+    from partman.audit import state_ddl
+    from partman.errors import CatalogError
+
+    conn.execute(state_ddl("public"))
+    specs = _make_tables(conn, 1, 1, start="2027-01-01 00:00+00")
+    conn.execute("""INSERT INTO partition_log (parent_schema, parent_name, partition_schema, partition_name, range_start,
+                                               range_end) VALUES ('public', 't1', 'public', 'far', '2027-01-01Z', '12000-01-01Z')""")
+    with pytest.raises(CatalogError, match="public.partition_log holds a range bound past the year 9999"):
+        _count_snapshot(db_url, specs)
